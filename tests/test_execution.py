@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from effirl.execution import checking, judge, wire
+from effirl.execution.config import SandboxConfig
 from effirl.execution import worker as worker_module
 from effirl.execution.parse import code_blocks, defines, extract_code, program_from_sample
 from effirl.execution.server import INPUT_CACHE
@@ -299,6 +300,35 @@ def test_total_timeout(start_worker: Callable[..., Worker]) -> None:
     assert v.wall_s is not None and v.wall_s < 2
 
 
+# -- what a fork costs ----------------------------------------------------------------------------------------
+
+
+def test_server_holds_no_heavy_or_native_module(worker: Worker) -> None:
+    """Every module the fork server holds is mapped, and partly copied, for every child: the ones it does not
+    need (threading's fork handler alone copies ~120 pages per child) must stay out, ctypes above all."""
+    heavy = ("threading", "socket", "pickle", "json", "dataclasses", "inspect", "subprocess", "tempfile",
+             "shutil", "ctypes", "_ctypes", "pydantic", "site")
+    code = f"import sys\ndef f():\n    return sorted(m for m in {heavy!r} if m in sys.modules)\n"
+    v = run(worker, code, [[]], [[]])
+    assert v.status is Status.PASS, v.got
+
+
+def test_inputs_marshal_can_not_carry_travel_pickled(worker: Worker) -> None:
+    # marshal refuses dict subclasses: those inputs go as pickle, and the child gets the same value
+    assert worker_module.encode_inputs([[OrderedDict(a=1)]])[:1] == b"P"
+    assert worker_module.encode_inputs([[{"a": 1}, (2, 3.5), {4}]])[:1] == b"M"
+    v = run(worker, "def f(x):\n    return [type(x).__name__, x['a'] + 1]\n", [[OrderedDict(a=1)]], [["OrderedDict", 2]])
+    assert v.status is Status.PASS, v.got
+
+
+def test_checker_imports_are_preimported() -> None:
+    base = SandboxConfig()
+    cfg = base.with_imports_of([None, "import lctk\nfrom math import inf\nimport os.path\n"])
+    assert cfg.preimports == (*base.preimports, "lctk", "os")
+    assert base.with_imports_of([None, "def check(a, b, c):\n    return b == c\n"]) is base
+    assert base.with_imports_of(["this is not python("]) is base
+
+
 # -- the worker's input cache ---------------------------------------------------------------------------------
 
 
@@ -308,9 +338,9 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     real = worker_module.channel.send
 
-    def spy(sock: Any, message: Any, fds: list[int] | None = None) -> None:
+    def spy(fd: int, message: Any) -> None:
         messages.append(message)
-        real(sock, message, fds)
+        real(fd, message)
 
     monkeypatch.setattr(worker_module.channel, "send", spy)
     return messages

@@ -388,8 +388,10 @@ def f(n):
 """, [300_000])
     assert r.value is None
     assert (r.verdict.status, r.verdict.error_type) == (Status.RUNTIME_ERROR, "PermissionError")
-    assert r.verdict.error_message == "effirl sandbox: starting processes is not allowed while measuring"
-    reimport = measure(cg, "import sys\n\ndef f(n):\n    del sys.modules['_posixsubprocess']\n"
+    # Refused either at the import (the server no longer holds the module) or at the call (a server that does).
+    assert r.verdict.error_message in ("effirl sandbox: starting processes is not allowed while measuring",
+                                       "effirl sandbox: importing _posixsubprocess is not allowed while measuring")
+    reimport = measure(cg, "import sys\n\ndef f(n):\n    sys.modules.pop('_posixsubprocess', None)\n"
                            "    import _posixsubprocess\n    return 0\n", [0])
     assert reimport.verdict.error_type == "PermissionError"
     assert reimport.verdict.error_message == "effirl sandbox: importing _posixsubprocess is not allowed while measuring"

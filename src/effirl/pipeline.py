@@ -96,7 +96,7 @@ def _execute(spec: RunSpec, index: dict[str, Task], todo: list[Sample], results:
              progress: Progress) -> None:
     passing: list[tuple[Sample, dict[str, Any]]] = []
     measuring = spec.meter is not None
-    with Pool(spec.sandbox) as pool:
+    with Pool(spec.sandbox.with_imports_of(t.checker for t in index.values())) as pool:
         done = 0
         for sample, verdict in check_samples(pool, index, todo, ExpectedOutputs()):
             rec = _record(sample, verdict)
@@ -150,7 +150,7 @@ def _measure(spec: RunSpec, index: dict[str, Task], passing: list[tuple[Sample, 
     recs = {s.key: rec for s, rec in passing}
     done = 0
     meter = spec.meter
-    with Pool(spec.sandbox, meter=meter) as mpool:
+    with Pool(spec.sandbox.with_imports_of(t.checker for t in index.values()), meter=meter) as mpool:
         for item, result in measure_items(mpool, items):
             done += 1
             progress("measure", done, len(items))

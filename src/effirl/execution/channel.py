@@ -1,34 +1,36 @@
-"""Length-prefixed pickle messages with attached file descriptors over a Unix stream socket.
+"""Length-prefixed ``marshal`` messages over pipes, between the trusted parent and its own fork servers.
 
-Used only between the trusted parent and its own fork servers (never by untrusted children, which never hold
-this socket).
+Messages are plain values (dicts of str, int, bytes, lists). Untrusted children never hold these pipes. No
+``pickle`` and no sockets: the fork server imports as little as it can, since every module it holds makes
+every fork dearer.
 """
 
 from __future__ import annotations
 
-import pickle
-import socket
-import struct
+import marshal
+import os
 from typing import Any
 
-_LEN = struct.Struct("<Q")
-MAX_FDS = 8
+_HEADER = 8
 
 
-def send(sock: socket.socket, message: Any, fds: list[int] | None = None) -> None:
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    header = _LEN.pack(len(body))
-    if fds:
-        socket.send_fds(sock, [header], fds)
-    else:
-        sock.sendall(header)
-    sock.sendall(body)
+def send(fd: int, message: Any) -> None:
+    body = marshal.dumps(message)
+    data = memoryview(len(body).to_bytes(_HEADER, "little") + body)
+    while data:
+        data = data[os.write(fd, data):]
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
-    chunks = []
+def _read_exact(fd: int, n: int) -> bytes | None:
+    if n == 0:
+        return b""
+    first = os.read(fd, n)
+    if len(first) == n or not first:
+        return first or None
+    chunks = [first]
+    n -= len(first)
     while n:
-        chunk = sock.recv(min(n, 1 << 20))
+        chunk = os.read(fd, min(n, 1 << 20))
         if not chunk:
             return None
         chunks.append(chunk)
@@ -36,18 +38,12 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def recv(sock: socket.socket) -> tuple[Any, list[int]] | None:
-    """The next message and its fds, or ``None`` when the other side has gone."""
-    header, fds, _, _ = socket.recv_fds(sock, _LEN.size, MAX_FDS)
-    if not header:
+def recv(fd: int) -> Any:
+    """The next message, or ``None`` when the other side has gone."""
+    header = _read_exact(fd, _HEADER)
+    if header is None:
         return None
-    if len(header) < _LEN.size:
-        rest = _recv_exact(sock, _LEN.size - len(header))
-        if rest is None:
-            return None
-        header += rest
-    (length,) = _LEN.unpack(header)
-    body = _recv_exact(sock, length)
+    body = _read_exact(fd, int.from_bytes(header, "little"))
     if body is None:
         return None
-    return pickle.loads(body), list(fds)
+    return marshal.loads(body)

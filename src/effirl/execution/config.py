@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import ast
 import os
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Modules a worker imports before it forks, so a child starts with them warm. Anything else still imports
-# (from the read-only interpreter view), just more slowly.
+# Modules a worker imports before it forks, so a child starts with them warm: those most solutions use. Anything
+# else still imports (from the read-only interpreter view), in the child that asks for it. Every preimported
+# module makes every fork dearer (the server's memory is mapped again, and partly copied, for each child), so
+# heavy and rare ones (decimal, statistics, hashlib) are left out; a suite whose checkers import a module gets
+# it preimported (``with_imports_of``).
 DEFAULT_PREIMPORTS: tuple[str, ...] = (
-    "array", "bisect", "collections", "copy", "decimal", "fractions", "functools", "hashlib", "heapq",
-    "itertools", "math", "operator", "random", "re", "statistics", "string", "sys", "typing",
-    "lctk",  # LeetCode node helpers used by Mercury's checkers (optional; skipped when not installed)
+    "array", "bisect", "collections", "copy", "functools", "heapq", "itertools", "math", "operator", "random",
+    "re", "string", "sys", "typing",
 )
+
+
+def imported_modules(source: str) -> list[str]:
+    """Top-level module names a piece of trusted code (a task's checker) imports, in order of first use."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found = [node.module]
+        else:
+            continue
+        for name in found:
+            top = name.split(".")[0]
+            if top not in names:
+                names.append(top)
+    return names
 
 
 class SandboxConfig(BaseModel):
@@ -37,3 +62,10 @@ class SandboxConfig(BaseModel):
     hash_seed: int = 0  # PYTHONHASHSEED of the workers
     preimports: tuple[str, ...] = DEFAULT_PREIMPORTS
     base_uid: int = 61000  # children of worker k run as uid base_uid + k when effirl runs as root
+
+    def with_imports_of(self, checkers: Iterable[str | None]) -> SandboxConfig:
+        """This config, preimporting also what the given checkers import (Mercury's need ``lctk``): a checker
+        runs in every child of its task, measured ones included."""
+        extra = [m for src in checkers if src for m in imported_modules(src)]
+        added = tuple(dict.fromkeys(m for m in extra if m not in self.preimports))
+        return self.model_copy(update={"preimports": self.preimports + added}) if added else self

@@ -3,7 +3,8 @@
 Nothing here decides a verdict. The child never receives expected outputs; it only reports what the program
 returned (or raised) for each input, as frames on a private pipe. The parent compares.
 Everything this module needs is imported at the top: after the worker pivots into its minimal filesystem
-view, the project's own sources are no longer reachable.
+view, the project's own sources are no longer reachable. The fork server imports this module, so it imports
+only what the server holds anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import gc
 import os
 import random
 import sys
-import threading
 import typing
 from typing import Any
 
@@ -199,7 +199,14 @@ def _run_checks(checker: dict[str, Any], items: list[Any]) -> None:
 
 
 def _join_threads(timeout_s: float) -> None:
-    """Threads the program started are part of its work: wait for the non-daemon ones, as Python's exit does."""
+    """Threads the program started are part of its work: wait for the non-daemon ones, as Python's exit does.
+
+    ``threading`` is not imported by the fork server (its fork handler alone costs every child ~120 copied
+    pages): a program that never imported it started no thread to wait for.
+    """
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return
     me = threading.current_thread()
     for t in threading.enumerate():
         if t is not me and not t.daemon:

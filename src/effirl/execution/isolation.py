@@ -17,7 +17,7 @@ import os
 import sys
 import sysconfig
 
-from effirl.execution.confine import IsolationReport
+from effirl.execution.report import IsolationReport
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000

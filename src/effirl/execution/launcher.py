@@ -8,6 +8,7 @@ whose memory every untrusted child inherits, never holds a native-call module.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import sys
 from dataclasses import asdict
@@ -25,7 +26,7 @@ def main() -> None:
     except OSError as exc:
         report.problems.append(f"cannot set no_new_privs ({exc})")
     env = dict(os.environ)
-    env["EFFIRL_ISOLATION"] = json.dumps(asdict(report))
+    env["EFFIRL_ISOLATION"] = marshal.dumps(asdict(report)).hex()
     argv = args["argv"]
     os.execve(argv[0], argv, env)
 

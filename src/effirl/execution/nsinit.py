@@ -8,18 +8,15 @@ and the kernel kills whatever is left in the namespace.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 
-from effirl.execution import isolation
+from effirl.execution import channel, isolation
 
 
 def main() -> None:
-    cmd_r, ack_w = int(sys.argv[1]), int(sys.argv[2])
-    hide = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
-    mount_proc = len(sys.argv) <= 4 or sys.argv[4] == "proc"
+    cmd_r, ack_w, mount_proc, hide = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "proc", sys.argv[4:]
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # orphans reparented here are reaped by the kernel
     problems = []
     for path in hide:
@@ -32,13 +29,19 @@ def main() -> None:
             isolation.mount("proc", "/proc", "proc", isolation.MS_NOSUID | isolation.MS_NODEV | isolation.MS_NOEXEC)
         except OSError:
             pass  # /proc stays empty (e.g. in a user namespace): nothing depends on it
-    os.write(ack_w, (json.dumps(problems) + "\n").encode())
+    channel.send(ack_w, problems)
     while True:
         if not os.read(cmd_r, 1):
             os._exit(0)
         try:
             os.kill(-1, signal.SIGKILL)  # every process of the namespace but init itself
         except ProcessLookupError:
+            pass
+        # Leftovers are this process's children (orphans are reparented here). With SIGCHLD ignored, wait blocks
+        # until every one has exited: once acknowledged, no process of the run holds a pipe or writes anything.
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
             pass
         os.write(ack_w, b"k")
 

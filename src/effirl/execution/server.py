@@ -3,41 +3,54 @@
 Started by :mod:`effirl.execution.launcher` (which set up its namespaces and then ``exec``ed it, under valgrind
 for the callgrind meter). It pre-imports the allowed modules (the hash seed is fixed by its environment),
 starts the PID namespace's init, freezes the heap for cheap and reproducible forks, then serves ``run``
-requests: fork, hand the child its pipes, wait for it, sweep every process it left behind, wipe its private
-folder, report the exit status and resource usage. Nothing in this process imports ``ctypes``.
+requests: fork, wait for the child, sweep every process it left behind, wipe its private folder, report the
+exit status and resource usage.
+
+Every fork copies this process's page tables, and every page a child or the server writes afterwards is copied
+once more: the server imports only ``os``, ``resource``, ``signal``, ``marshal`` and the child's harness, never
+``ctypes``, and touches as little as it can between two forks. Its children write their results and output
+to pipes the parent created once for the worker (a child's leftovers are drained by the parent after the
+server reports the run over, when no process of that run is alive).
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
-import json
+import marshal
 import os
-import pickle
-import socket
-import subprocess
 import sys
-import tempfile
-from dataclasses import asdict
 from typing import Any
 
-from effirl.execution import channel, confine, harness
+from effirl.execution import channel, confine, harness, wire
 
 INPUT_CACHE = 16  # argument lists kept per worker, keyed by the parent (a task's tests are sent once)
 BLOCKED_MODULES = ("ctypes", "_ctypes", "cffi", "_cffi_backend")
+_SPARE_FD = 100  # where a child parks the worker's pipes before moving them to their fixed numbers
 
 
 def _install_fds(result_w: int, out_w: int, go_r: int) -> None:
     """Child side: results on fd 3, the go signal on fd 4, stdout/stderr to the output pipe, nothing else."""
-    moved = [os.dup(fd) if fd >= 0 else -1 for fd in (result_w, out_w, go_r)]
+    parked = [_SPARE_FD + i for i in range(3)]
+    for fd, spare in zip((result_w, out_w, go_r), parked):
+        if fd >= 0:
+            os.dup2(fd, spare)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    os.dup2(moved[1], 1)
-    os.dup2(moved[1], 2)
-    os.dup2(moved[0], harness.RESULT_FD)
-    if moved[2] >= 0:
-        os.dup2(moved[2], harness.GO_FD)
-    os.closerange(harness.GO_FD + 1 if moved[2] >= 0 else harness.RESULT_FD + 1, 1 << 16)
+    os.dup2(parked[1], 1)
+    os.dup2(parked[1], 2)
+    os.dup2(parked[0], harness.RESULT_FD)
+    if go_r >= 0:
+        os.dup2(parked[2], harness.GO_FD)
+    os.closerange(harness.GO_FD + 1 if go_r >= 0 else harness.RESULT_FD + 1, 1 << 16)
+
+
+def _decode_inputs(data: bytes) -> Any:
+    """Inputs travel as marshal (``M``) or, for values marshal cannot carry, pickle (``P``)."""
+    if data[:1] == b"P":
+        import pickle
+
+        return pickle.loads(data[1:])
+    return marshal.loads(data[1:])
 
 
 class NamespaceInit:
@@ -46,20 +59,17 @@ class NamespaceInit:
     def __init__(self, hide: list[str], mount_proc: bool) -> None:
         cmd_r, self._cmd_w = os.pipe()
         self._ack_r, ack_w = os.pipe()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "effirl.execution.nsinit", str(cmd_r), str(ack_w), json.dumps(hide),
-             "proc" if mount_proc else "keep"],
-            pass_fds=(cmd_r, ack_w), stdin=subprocess.DEVNULL, close_fds=True,
-        )
+        os.set_inheritable(cmd_r, True)
+        os.set_inheritable(ack_w, True)
+        argv = [sys.executable, "-S", "-m", "effirl.execution.nsinit", str(cmd_r), str(ack_w),
+                "proc" if mount_proc else "keep", *hide]
+        self.pid = os.posix_spawn(sys.executable, argv, os.environ)
         os.close(cmd_r)
         os.close(ack_w)
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = os.read(self._ack_r, 4096)
-            if not chunk:
-                raise RuntimeError("the namespace init exited during start-up")
-            line += chunk
-        self.problems: list[str] = json.loads(line)
+        problems = channel.recv(self._ack_r)
+        if problems is None:
+            raise RuntimeError("the namespace init exited during start-up")
+        self.problems: list[str] = list(problems)
 
     def sweep(self) -> None:
         """Kill every process left in the namespace and wait until it is done."""
@@ -68,25 +78,30 @@ class NamespaceInit:
 
 
 class Server:
-    def __init__(self, sock: socket.socket, hello: dict[str, Any]) -> None:
-        self.sock = sock
+    def __init__(self, fds: list[int], hello: dict[str, Any]) -> None:
+        self.ctl, self.rep, self.result_w, self.out_w, self.go_r = fds
+        for fd in fds:
+            if fd >= 0:
+                os.set_inheritable(fd, False)  # the namespace init must not hold them
         for name in hello.get("preimports", ()):
             if name in BLOCKED_MODULES:
                 continue
             try:
-                importlib.import_module(name)
+                __import__(name)
             except ImportError:
                 pass
-        self.report = confine.IsolationReport(**json.loads(os.environ.get("EFFIRL_ISOLATION", "{}")))
-        if not os.environ.get("EFFIRL_ISOLATION"):
-            self.report.problems.append("started without the launcher")
+        encoded = os.environ.pop("EFFIRL_ISOLATION", "")
+        self.report: dict[str, Any] = dict(marshal.loads(bytes.fromhex(encoded))) if encoded else {}
+        self.report.setdefault("problems", [])
+        if not encoded:
+            self.report["problems"].append("started without the launcher")
         self.init: NamespaceInit | None = None
-        if self.report.pid_namespace:
-            self.init = NamespaceInit(hide=hello.get("hide", []) if self.report.filesystem_view else [],
+        if self.report.get("pid_namespace"):
+            self.init = NamespaceInit(hide=hello.get("hide", []) if self.report.get("filesystem_view") else [],
                                       mount_proc=hello.get("meter") != "callgrind")
-            self.report.problems.extend(self.init.problems)
+            self.report["problems"].extend(self.init.problems)
         self.inputs: dict[str, bytes] = {}
-        self.private_root = "/tmp" if self.report.filesystem_view else None
+        self.private_root = "/tmp" if self.report.get("filesystem_view") else None
         self.keep = frozenset(os.listdir(self.private_root)) if self.private_root else frozenset()
         lim = hello["limits"]
         self.limits = dict(
@@ -95,14 +110,14 @@ class Server:
             file_size_mb=lim["file_size_mb"],
             open_files=lim["open_files"],
             processes=lim["processes"],
-            uid=hello["uid"] if self.report.uid_drop else None,
+            uid=hello["uid"] if self.report.get("uid_drop") else None,
         )
-        os.environ.pop("EFFIRL_ISOLATION", None)
+        _warm()
         gc.collect()
         gc.freeze()
 
     def _inputs(self, msg: dict[str, Any]) -> bytes:
-        """The pickled inputs of a run (kept as bytes: only the child unpickles them)."""
+        """The encoded inputs of a run (kept as bytes: only the child decodes them)."""
         key = msg.get("inputs_key")
         if "inputs" in msg:
             if key is not None:
@@ -112,27 +127,23 @@ class Server:
             return msg["inputs"]
         return self.inputs[key]
 
-    def run(self, msg: dict[str, Any], fds: list[int]) -> None:
+    def run(self, msg: dict[str, Any]) -> None:
         job_bytes, inputs_bytes = msg["job"], self._inputs(msg)
-        result_w, out_w = fds[0], fds[1]
-        go_r = fds[2] if len(fds) > 2 else -1
-        workdir = self.private_root or tempfile.mkdtemp(prefix="effirl-child-")
+        go_r = self.go_r if msg.get("go") else -1
+        workdir = self.private_root or _private_folder()
         limits = confine.ChildLimits(workdir=workdir, **self.limits)
         gc.collect()  # no cyclic garbage of this run survives (frozen, it would grow the heap run after run)
         gc.freeze()  # the child starts with empty young generations: its collections happen at the same points
         pid = os.fork()
         if pid == 0:  # the child
             try:
-                self.sock.close()
-                _install_fds(result_w, out_w, go_r)
-                job = pickle.loads(job_bytes)
-                job["inputs"] = pickle.loads(inputs_bytes)
+                _install_fds(self.result_w, self.out_w, go_r)
+                job = marshal.loads(job_bytes)
+                job["inputs"] = _decode_inputs(inputs_bytes)
             except BaseException:  # noqa: BLE001
                 os._exit(4)
             harness.child_main(job, lambda: confine.prepare_child(limits))
-        for fd in fds:
-            os.close(fd)
-        channel.send(self.sock, {"op": "started", "pid": pid})
+        channel.send(self.rep, {"op": "started", "pid": pid})
         _, status, usage = os.wait4(pid, 0)
         if self.init is not None:
             self.init.sweep()
@@ -141,32 +152,48 @@ class Server:
         confine.wipe(workdir, self.keep if workdir == self.private_root else frozenset())
         if workdir != self.private_root:
             os.rmdir(workdir)
-        channel.send(
-            self.sock,
-            {"op": "exited", "status": status, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss},
-        )
+        channel.send(self.rep, {"op": "exited", "status": status, "cpu_s": usage.ru_utime + usage.ru_stime,
+                                "maxrss_kb": usage.ru_maxrss})
 
     def serve(self) -> None:
-        channel.send(self.sock, {"op": "hello", "pid": os.getpid(), "report": asdict(self.report)})
+        channel.send(self.rep, {"op": "hello", "pid": os.getpid(), "report": self.report})
         while True:
-            got = channel.recv(self.sock)
-            if got is None:
+            msg = channel.recv(self.ctl)
+            if msg is None or msg["op"] == "exit":
                 return
-            msg, fds = got
             if msg["op"] == "run":
-                self.run(msg, fds)
+                self.run(msg)
             elif msg["op"] == "ping":
-                channel.send(self.sock, {"op": "pong"})
-            elif msg["op"] == "exit":
-                return
+                channel.send(self.rep, {"op": "pong"})
+
+
+def _private_folder() -> str:
+    """Without the filesystem view: a fresh folder per child under the host's temporary folder."""
+    base = os.environ.get("TMPDIR") or "/tmp"
+    for _ in range(100):
+        path = os.path.join(base, f"effirl-child-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"cannot create a private folder under {base}")
+
+
+def _warm() -> None:
+    """Do once here what every child would otherwise do first: the compiler builds its AST types on first use
+    (about 3 ms and 180 copied pages per child), and the harness's encoder is specialised by the interpreter."""
+    exec(compile("def _warm(x):\n    return [x, (x,), {x: x}]\n", "<warm>", "exec"), {})
+    for value in (1, 1.5, "s", [1, (2, "3")], {"a": {1, 2}}, None, True):
+        wire.encode(wire.KIND_VALUE, 0, wire.to_plain(value))
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    got = channel.recv(sock)
-    if got is None:
+    fds = [int(x) for x in sys.argv[1:6]]
+    hello = channel.recv(fds[0])
+    if hello is None:
         return
-    Server(sock, got[0]).serve()
+    Server(fds, hello).serve()
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import os
 import pickle
+import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +23,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from effirl.execution import channel, wire
 from effirl.execution.config import SandboxConfig
-from effirl.execution.confine import IsolationReport, wait_readable
+from effirl.execution.report import IsolationReport
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Worker:
         self.config = config
         self.meter = meter
         self.proc: subprocess.Popen[bytes] | None = None
-        self.sock: socket.socket | None = None
+        self._fds: _Pipes | None = None
         self.report: IsolationReport | None = None
         self.server_pid: int | None = None
         self._inputs: OrderedDict[str, None] = OrderedDict()
@@ -116,9 +117,17 @@ class Worker:
 
     def start(self, timeout: float = 120.0) -> None:
         os.makedirs(self._workdir, exist_ok=True)
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The worker's pipes, made once: control and replies (parent <-> server), and the children's results,
+        # output and go signal. A run's leftovers are drained once the server says every process of it is gone.
+        ctl_r, ctl_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        res_r, res_w = os.pipe()
+        out_r, out_w = os.pipe()
+        go_r, go_w = os.pipe()
+        theirs = (ctl_r, rep_w, res_w, out_w, go_r)
+        self._fds = _Pipes(ctl=ctl_w, rep=rep_r, res=res_r, out=out_r, go=go_w, go_drain=go_r)
         python = os.path.realpath(sys.executable)  # the base interpreter: visible inside the sandbox
-        argv = [python, "-m", "effirl.execution.server", str(child_sock.fileno())]
+        argv = [python, "-S", "-m", "effirl.execution.server", *(str(fd) for fd in theirs)]
         writable: dict[str, str] = {}
         uid = self.config.base_uid + self.index
         if self.meter is not None:
@@ -129,14 +138,17 @@ class Worker:
         launch = {"isolation": self.config.isolation, "writable": writable, "workdir": self._workdir,
                   "readonly": [_effirl_root()], "tmp_mb": self.config.tmp_mb, "argv": argv,
                   "host_proc": self.meter is not None and self.meter.name == "callgrind"}
-        cmd = [python, "-m", "effirl.execution.launcher", json.dumps(launch)]
-        with open(self._log_path, "ab") as log_file:  # valgrind and the server write here, never blocking
-            self.proc = subprocess.Popen(
-                cmd, pass_fds=(child_sock.fileno(),), env=self._env(), stdin=subprocess.DEVNULL,
-                stdout=log_file, stderr=log_file, start_new_session=True,
-            )
-        child_sock.close()
-        self.sock = parent_sock
+        cmd = [python, "-S", "-m", "effirl.execution.launcher", json.dumps(launch)]
+        try:
+            with open(self._log_path, "ab") as log_file:  # valgrind and the server write here, never blocking
+                self.proc = subprocess.Popen(
+                    cmd, pass_fds=theirs, env=self._env(), stdin=subprocess.DEVNULL,
+                    stdout=log_file, stderr=log_file, start_new_session=True,
+                )
+        finally:
+            for fd in theirs:
+                if fd != go_r:  # kept: the parent drains a go byte a child never read
+                    os.close(fd)
         hello = {
             "isolation": self.config.isolation,
             "preimports": list(self.config.preimports),
@@ -150,18 +162,18 @@ class Worker:
                                                        "processes", "tmp_mb"}),
         }
         try:
-            channel.send(self.sock, hello)
+            channel.send(ctl_w, hello)
         except OSError:
             self._fail_start("exited at start")
-        if not wait_readable([self.sock.fileno()], timeout):
+        if not wait_readable([rep_r], timeout):
             self.close()
             raise WorkerError(f"worker {self.index} did not start within {timeout:.0f} s")
-        got = channel.recv(self.sock)
-        if got is None:
+        got = self._recv()
+        if got is None or got.get("op") != "hello":
             self._fail_start("failed to start")
-        hello = got[0]
-        self.server_pid = hello["pid"]
-        self.report = IsolationReport(**hello["report"])
+        assert got is not None
+        self.server_pid = got["pid"]
+        self.report = IsolationReport(**got["report"])
         self._inputs.clear()
 
     def _fail_start(self, what: str) -> None:
@@ -174,13 +186,14 @@ class Worker:
         raise WorkerError(f"worker {self.index} {what}: {err.strip() or 'no message'}")
 
     def close(self) -> None:
-        if self.sock is not None:
+        if self._fds is not None:
             try:
-                channel.send(self.sock, {"op": "exit"})
+                channel.send(self._fds.ctl, {"op": "exit"})
             except OSError:
                 pass
-            self.sock.close()
-            self.sock = None
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=2)
@@ -203,7 +216,7 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None and self.sock is not None
+        return self.proc is not None and self.proc.poll() is None and self._fds is not None
 
     # -- one run ---------------------------------------------------------------------------------
     def run(
@@ -218,26 +231,20 @@ class Worker:
         """Run ``job`` in a fresh child; ``on_frame`` sees each decoded frame and may stop the child."""
         if not self.alive:
             self.restart()
-        assert self.sock is not None
+        fds = self._fds
+        assert fds is not None
         cfg = self.config
         slowdown = self.meter.slowdown if self.meter is not None else 1.0
         test_timeout = (test_timeout_s or cfg.test_timeout_s) * slowdown
         total_timeout = (total_timeout_s or cfg.total_timeout_s) * slowdown
-        result_r, result_w = os.pipe()
-        out_r, out_w = os.pipe()
-        fds = [result_w, out_w]
-        go_w = -1
         wait_go = self.meter is not None and self.meter.needs_go
-        if wait_go:
-            go_r, go_w = os.pipe()
-            fds.append(go_r)
         job = {**job, "wait_go": wait_go, "protected": (self._workdir,)}
-        # Job and inputs travel pickled and are unpickled only by the child: the server's heap is the same
-        # before every fork whatever the job (a varying heap made the child's allocator, and so its
-        # instruction count, vary by up to ~2%).
-        msg: dict[str, Any] = {"op": "run", "job": pickle.dumps(job, protocol=5), "inputs_key": inputs_key}
+        # Job and inputs travel encoded and are decoded only by the child: the server's heap is the same before
+        # every fork whatever the job (a varying heap made the child's allocator, and so its instruction count,
+        # vary by up to ~2%).
+        msg: dict[str, Any] = {"op": "run", "job": marshal.dumps(job), "inputs_key": inputs_key, "go": wait_go}
         if inputs_key is None or inputs_key not in self._inputs:
-            msg["inputs"] = pickle.dumps(inputs, protocol=5)
+            msg["inputs"] = encode_inputs(inputs)
             if inputs_key is not None:
                 if len(self._inputs) >= 16:
                     self._inputs.popitem(last=False)
@@ -245,34 +252,25 @@ class Worker:
         outcome = RunOutcome()
         t0 = time.monotonic()
         try:
-            channel.send(self.sock, msg, fds)
+            channel.send(fds.ctl, msg)
         except OSError:
             outcome.stop_reason = "worker_died"
-            self._discard(fds, [result_r, out_r, go_w])
             self.restart()
             return outcome
-        for fd in fds:
-            os.close(fd)
-        pid = self._expect("started")["pid"] if self._readable(30.0) else None
-        if pid is None:
+        started = self._expect("started", timeout=30.0)
+        if started is None:
             outcome.stop_reason = "worker_died"
-            self._discard([], [result_r, out_r, go_w])
             self.restart()
             return outcome
+        pid = started["pid"]
         handle = None
         if wait_go:
             handle = self.meter.attach(pid)
-            os.write(go_w, b"g")
-            os.close(go_w)
-        self._supervise(pid, result_r, out_r, on_frame, outcome, t0, test_timeout, total_timeout)
-        # The pipes are closed (or the run was stopped); the child may still be alive (it closed its pipes, or
-        # sent a forged "done"): it gets what is left of its time, then its whole process group is killed.
-        left = max(0.0, min(t0 + total_timeout, time.monotonic() + test_timeout) - time.monotonic())
-        if not self._readable(left):
-            outcome.stop_reason = outcome.stop_reason or "timeout"
-            self._kill(pid)
-        exited = self._expect("exited", timeout=30.0)
+            os.write(fds.go, b"g")
+        exited = self._supervise(fds, pid, on_frame, outcome, t0, test_timeout, total_timeout)
         outcome.wall_s = time.monotonic() - t0
+        if wait_go:
+            _drain(fds.go_drain)
         if exited is None:
             outcome.stop_reason = outcome.stop_reason or "worker_died"
             self.restart()
@@ -284,72 +282,79 @@ class Worker:
             outcome.meter_value = self.meter.collect(handle, self._workdir, {**exited, "server_pid": self.server_pid})
         return outcome
 
-    def _supervise(self, pid: int, result_r: int, out_r: int, on_frame: FrameHandler, outcome: RunOutcome,
-                   t0: float, test_timeout: float, total_timeout: float) -> None:
+    def _supervise(self, fds: _Pipes, pid: int, on_frame: FrameHandler, outcome: RunOutcome, t0: float,
+                   test_timeout: float, total_timeout: float) -> dict[str, Any] | None:
+        """Read the child's frames and output until the server reports it gone; stop it at the first frame
+        ``on_frame`` rejects, at a limit or at a deadline. Returns the server's ``exited`` message (``None``:
+        the server died). Everything the run wrote is read before this returns, so nothing reaches the next."""
         reader = wire.FrameReader()
         cfg = self.config
-        open_fds = [result_r, out_r]
         last = time.monotonic()
         value_bytes = 0
         out = bytearray()
         stop: str | None = None
-        while open_fds and stop is None:
+        exited: dict[str, Any] | None = None
+        watched = [fds.res, fds.out, fds.rep]
+
+        def take(fd: int, data: bytes) -> str | None:
+            nonlocal value_bytes, last
+            if fd == fds.out:
+                room = cfg.output_limit_bytes - len(out)
+                out.extend(data[:room])
+                if len(data) > room:
+                    outcome.output_truncated = True
+                    return "output_limit"
+                return None
+            value_bytes += len(data)
+            if value_bytes > cfg.value_limit_bytes:
+                return "value_limit"
+            try:
+                frames = reader.feed(data)
+            except ValueError as exc:
+                outcome.protocol_error = str(exc)
+                return "protocol"
+            for kind, index, body in frames:
+                try:
+                    payload = wire.decode_payload(body)
+                except ValueError as exc:
+                    outcome.protocol_error = str(exc)
+                    return "protocol"
+                last = time.monotonic()
+                if kind == wire.KIND_DONE:
+                    outcome.done = True
+                if not on_frame(kind, index, payload):
+                    return "stopped"
+            return None
+
+        while True:
             now = time.monotonic()
             deadline = min(last + test_timeout, t0 + total_timeout)
             if now >= deadline:
                 stop = "timeout"
                 break
-            ready = wait_readable(open_fds + [self.sock.fileno()], deadline - now)
-            if self.sock.fileno() in ready and not (set(ready) & set(open_fds)):
-                # the server spoke (the child exited) and the pipes are quiet: drain what is left
-                ready = wait_readable(open_fds, 0.05) or []
-                if not ready:
-                    break
-            for fd in ready:
-                if fd == self.sock.fileno():
-                    continue
-                data = os.read(fd, 1 << 16)
-                if not data:
-                    open_fds.remove(fd)
-                    continue
-                if fd == out_r:
-                    room = cfg.output_limit_bytes - len(out)
-                    out += data[:room]
-                    if len(data) > room:
-                        outcome.output_truncated = True
-                        stop = "output_limit"
-                    continue
-                value_bytes += len(data)
-                if value_bytes > cfg.value_limit_bytes:
-                    stop = "value_limit"
-                    break
-                try:
-                    frames = reader.feed(data)
-                except ValueError as exc:
-                    outcome.protocol_error = str(exc)
-                    stop = "protocol"
-                    break
-                for kind, index, body in frames:
-                    try:
-                        payload = wire.decode_payload(body)
-                    except ValueError as exc:
-                        outcome.protocol_error = str(exc)
-                        stop = "protocol"
-                        break
-                    last = time.monotonic()
-                    if kind == wire.KIND_DONE:
-                        outcome.done = True
-                    if not on_frame(kind, index, payload):
-                        stop = "stopped"
-                        break
-                if stop:
-                    break
+            ready = wait_readable(watched, deadline - now)
+            for fd in (fds.res, fds.out):
+                if fd in ready and stop is None:
+                    stop = take(fd, os.read(fd, 1 << 16))
+            if stop is not None:
+                break
+            if fds.rep in ready:
+                exited = self._recv_op("exited")
+                break
         if stop is not None:
             outcome.stop_reason = stop
             self._kill(pid)
+            exited = self._expect("exited", timeout=30.0)
+        if exited is not None:
+            # Every process of the run is gone (the server swept them): what is left in the pipes is all it wrote.
+            for fd in (fds.res, fds.out):
+                for data in _drain(fd):
+                    if stop is None:
+                        stop = take(fd, data)
+                        if stop is not None:
+                            outcome.stop_reason = stop
         outcome.output = bytes(out)
-        os.close(result_r)
-        os.close(out_r)
+        return exited
 
     @staticmethod
     def _kill(pid: int) -> None:
@@ -359,26 +364,60 @@ class Worker:
             except OSError:
                 pass
 
-    def _readable(self, timeout: float) -> bool:
-        assert self.sock is not None
-        return bool(wait_readable([self.sock.fileno()], timeout))
-
-    def _expect(self, op: str, timeout: float = 30.0) -> dict[str, Any] | None:
-        if self.sock is None or not self._readable(timeout):
+    def _recv(self) -> dict[str, Any] | None:
+        if self._fds is None:
             return None
         try:
-            got = channel.recv(self.sock)
-        except OSError:
+            got = channel.recv(self._fds.rep)
+        except (OSError, ValueError, EOFError, TypeError):
             return None
-        if got is None or got[0].get("op") != op:
-            return None
-        return got[0]
+        return got if isinstance(got, dict) else None
 
-    @staticmethod
-    def _discard(ours_sent: list[int], ours: list[int]) -> None:
-        for fd in ours_sent + ours:
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+    def _recv_op(self, op: str) -> dict[str, Any] | None:
+        got = self._recv()
+        return got if got is not None and got.get("op") == op else None
+
+    def _expect(self, op: str, timeout: float = 30.0) -> dict[str, Any] | None:
+        if self._fds is None or not wait_readable([self._fds.rep], timeout):
+            return None
+        return self._recv_op(op)
+
+
+class _Pipes(NamedTuple):
+    """The parent's ends of a worker's pipes."""
+
+    ctl: int  # parent -> server messages
+    rep: int  # server -> parent messages
+    res: int  # children's result frames
+    out: int  # children's stdout and stderr
+    go: int  # the go byte of a measured child (perf: written once the counter is attached)
+    go_drain: int  # the read end of the go pipe, to drain a byte a child never read
+
+
+def encode_inputs(inputs: Any) -> bytes:
+    """Inputs as marshal (exact built-in data), or pickle where marshal cannot carry a value."""
+    try:
+        return b"M" + marshal.dumps(inputs)
+    except ValueError:
+        return b"P" + pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _drain(fd: int) -> list[bytes]:
+    """Everything a pipe holds now (its writers are gone or idle), without blocking."""
+    chunks = []
+    while wait_readable([fd], 0):
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    return chunks
+
+
+def wait_readable(fds: list[int], timeout: float) -> list[int]:
+    """``select`` that retries on EINTR."""
+    while True:
+        try:
+            r, _, _ = select.select(fds, [], [], max(0.0, timeout))
+            return r
+        except InterruptedError:
+            continue

@@ -351,7 +351,7 @@ def calibrate_suite(tasks: Iterable[Task], config: CalibrationConfig | None, met
     """Calibrate every task, ``workers`` at a time (each with a native and a metered worker), in task order."""
     cfg = config or CalibrationConfig()
     todo = list(tasks)
-    base = sandbox or SandboxConfig()
+    base = (sandbox or SandboxConfig()).with_imports_of(t.checker for t in todo)
     box = base.model_copy(update={"workers": workers, "memory_mb": max(base.memory_mb, cfg.memory_mb * 2),
                                   "cpu_s": max(base.cpu_s, int(cfg.timeout_s * 2)),
                                   "total_timeout_s": max(base.total_timeout_s, cfg.timeout_s),
