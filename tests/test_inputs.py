@@ -53,6 +53,7 @@ def native() -> Any:
     w.start()
     yield w
     w.close()
+    w.remove_workdir()
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,7 @@ def cg() -> Any:
     w.start(timeout=300)
     yield w
     w.close()
+    w.remove_workdir()
 
 
 def _one_task_folder(tmp_path: Path, name: str, strip_generator: bool = False) -> Path:

@@ -75,6 +75,7 @@ def native() -> Iterator[Worker]:
     w.start()
     yield w
     w.close()
+    w.remove_workdir()
 
 
 @pytest.fixture(scope="module")
@@ -618,6 +619,7 @@ def test_perf_counts_real_instructions(native: Worker) -> None:
         nothing = count(w, "def f(n):\n    return 0\n", [0])
     finally:
         w.close()
+        w.remove_workdir()
     print(f"\nperf: slow {statistics.mean(slow):,.0f} (CV {cv(slow):.1e}), fast {statistics.mean(fast):,.0f} "
           f"(CV {cv(fast):.1e}), empty program {nothing:,.0f}")
     assert min(slow) > 3 * max(fast) > 3 * nothing
@@ -634,6 +636,7 @@ def test_cputime_meter_measures_seconds() -> None:
         r = measure(w, WORK + "def f(n):\n    return work(n)\n", [300_000])
     finally:
         w.close()
+        w.remove_workdir()
     assert r.verdict.passed, r.verdict
     assert isinstance(r.value, float) and 0 < r.value < 60
     m = CpuTimeMeter().measurement(r.value)

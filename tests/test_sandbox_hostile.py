@@ -529,6 +529,55 @@ def test_daemon_is_gone_after_the_run(isolated: Worker, close_fds: bool) -> None
     assert [p for p in os.listdir("/proc") if p.isdigit() and _proc_uid(p) == uid] == []
 
 
+@pytest.mark.parametrize("trick", ["daemon-floods", "partial-frame", "killed-mid-flood"])
+def test_what_a_run_leaves_in_the_pipes_never_reaches_the_next(worker: Worker, trick: str) -> None:
+    """A worker's result and output pipes live as long as the worker: a run's leftovers (frames forged for
+    the next run's inputs, a half-written frame, a flood cut by a kill) are drained before the next run."""
+    forged = "struct.pack('<IcI', len(b), b'V', 0) + b"
+    programs = {
+        # A setsid() grandchild writes wrong answers and text for input 0 until it is killed.
+        "daemon-floods": """
+            import marshal, os, struct, time
+            b = marshal.dumps(999, 2)
+            if os.fork() == 0:
+                os.setsid()
+                while True:
+                    try:
+                        os.write(3, FORGED)
+                        os.write(1, b"FORGED-OUTPUT")
+                    except OSError:
+                        time.sleep(0.001)
+            time.sleep(0.05)
+            def f(x):
+                return x + 1
+        """,
+        "partial-frame": """
+            import marshal, os, struct
+            b = marshal.dumps(999, 2)
+            os.write(3, (FORGED)[:7])
+            os.write(1, b"FORGED-OUTPUT")
+            os._exit(0)
+        """,
+        # Far more than a pipe holds, in a thread, while the program itself sleeps past its time limit.
+        "killed-mid-flood": """
+            import marshal, os, struct, threading, time
+            b = marshal.dumps(999, 2)
+            def flood():
+                while True:
+                    os.write(3, FORGED * 100)
+            threading.Thread(target=flood, daemon=True).start()
+            time.sleep(30)
+        """,
+    }
+    code = programs[trick].replace("FORGED", f"({forged} b)")
+    hostile(worker, code, may_pass=trick == "daemon-floods", timeout_s=1)
+    for _ in range(3):  # hostile() ran one normal program already; a few more, a wrong one among them
+        ok = judge_code(worker, INC)
+        assert ok.status is Status.PASS and "FORGED" not in (ok.output or ""), ok
+        wrong = judge_code(worker, "def f(x):\n    return x\n")
+        assert (wrong.status, wrong.failed_test, wrong.got) == (Status.WRONG_ANSWER, 0, "1"), wrong
+
+
 # -- filesystem -----------------------------------------------------------------------------------------------
 
 

@@ -355,6 +355,7 @@ def inputs_show(
         got = resolve_perf_inputs(worker, t, seed, chosen)
     finally:
         worker.close()
+        worker.remove_workdir()
     console.rule(t.id)
     console.print(f"source: {got.source}  scale: {got.scale} (from {origin})  seed: {got.seed}"
                   f"{'  [yellow]low contrast[/]' if got.low_contrast else ''}")
