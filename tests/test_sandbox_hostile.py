@@ -578,6 +578,42 @@ def test_what_a_run_leaves_in_the_pipes_never_reaches_the_next(worker: Worker, t
         assert (wrong.status, wrong.failed_test, wrong.got) == (Status.WRONG_ANSWER, 0, "1"), wrong
 
 
+def _open_fds_program() -> str:
+    return """
+        import os
+        def f():
+            out = []
+            for fd in range(1 << 16):
+                try:
+                    os.fstat(fd)
+                except OSError:
+                    continue
+                out.append(fd)
+            return out
+    """
+
+
+def test_a_child_holds_only_its_own_descriptors(worker: Worker) -> None:
+    """stdin (/dev/null), stdout and stderr (the output pipe), fd 3 (results): never the server's control
+    pipes, the namespace init's pipes or anything else the server holds."""
+    v = judge_code(worker, _open_fds_program(), inputs=[[]], expected=[[0, 1, 2, 3]])
+    assert v.status is Status.PASS, v.got
+
+
+def test_descriptors_of_a_crowded_parent(start_worker: Callable[..., Worker]) -> None:
+    """The parent's pipe numbers can be anything (a trainer holding hundreds of files): the server and its
+    children still get exactly their own descriptors."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(300)]
+    try:
+        w = start_worker(6)
+    finally:
+        for fd in held:
+            os.close(fd)
+    v = judge_code(w, _open_fds_program(), inputs=[[]], expected=[[0, 1, 2, 3]])
+    assert v.status is Status.PASS, v.got
+    assert judge_code(w, INC).status is Status.PASS
+
+
 # -- filesystem -----------------------------------------------------------------------------------------------
 
 

@@ -51,15 +51,16 @@ from effirl.execution import channel, confine, harness, wire  # noqa: E402 - aft
 
 INPUT_CACHE = 16  # argument lists kept per worker, keyed by the parent (a task's tests are sent once)
 BLOCKED_MODULES = ("ctypes", "_ctypes", "cffi", "_cffi_backend")
-_SPARE_FD = 100  # where a child parks the worker's pipes before moving them to their fixed numbers
+_LAST_FD = 1 << 16  # a child closes every descriptor below this but its own (the server's are compacted low)
 
 
 def _install_fds(result_w: int, out_w: int, go_r: int) -> None:
     """Child side: results on fd 3, the go signal on fd 4, stdout/stderr to the output pipe, nothing else."""
-    parked = [_SPARE_FD + i for i in range(3)]
-    for fd, spare in zip((result_w, out_w, go_r), parked):
+    spare = max(result_w, out_w, go_r, harness.GO_FD) + 1  # above every source and target: nothing clobbered
+    parked = [spare + i for i in range(3)]
+    for fd, park in zip((result_w, out_w, go_r), parked):
         if fd >= 0:
-            os.dup2(fd, spare)
+            os.dup2(fd, park)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(parked[1], 1)
@@ -67,7 +68,7 @@ def _install_fds(result_w: int, out_w: int, go_r: int) -> None:
     os.dup2(parked[0], harness.RESULT_FD)
     if go_r >= 0:
         os.dup2(parked[2], harness.GO_FD)
-    os.closerange(harness.GO_FD + 1 if go_r >= 0 else harness.RESULT_FD + 1, 1 << 16)
+    os.closerange(harness.GO_FD + 1 if go_r >= 0 else harness.RESULT_FD + 1, _LAST_FD)
 
 
 def _decode_inputs(data: bytes) -> Any:
@@ -105,10 +106,7 @@ class NamespaceInit:
 
 class Server:
     def __init__(self, fds: list[int], hello: dict[str, Any]) -> None:
-        self.ctl, self.rep, self.result_w, self.out_w, self.go_r = fds
-        for fd in fds:
-            if fd >= 0:
-                os.set_inheritable(fd, False)  # the namespace init must not hold them
+        self.ctl, self.rep, self.result_w, self.out_w, self.go_r = (_compact(fd) for fd in fds)
         for name in hello.get("preimports", ()):
             if name in BLOCKED_MODULES:
                 continue
@@ -191,6 +189,20 @@ class Server:
                 self.run(msg)
             elif msg["op"] == "ping":
                 channel.send(self.rep, {"op": "pong"})
+
+
+def _compact(fd: int) -> int:
+    """Move an inherited descriptor to the lowest free number, not inheritable (the namespace init, spawned
+    later, must not hold it): the parent's numbers can be anything, a child closes below ``_LAST_FD``."""
+    if fd < 0:
+        return fd
+    low = os.dup(fd)
+    if low < fd:
+        os.close(fd)
+        return low
+    os.close(low)
+    os.set_inheritable(fd, False)
+    return fd
 
 
 def _private_folder() -> str:
