@@ -65,14 +65,17 @@ def test_wrong_answer_reprs_are_truncated(worker: Worker) -> None:
     assert v.got is not None and v.got.endswith("...") and len(v.got) <= judge.MAX_REPR + 3
 
 
+PRINTS_THEN_RAISES = """
+    def f(x):
+        print("looking at", x)
+        if x == 2:
+            raise ValueError("boom 42")
+        return x + 1
+"""
+
+
 def test_runtime_error_details_and_output(worker: Worker) -> None:
-    v = run(worker, """
-        def f(x):
-            print("looking at", x)
-            if x == 2:
-                raise ValueError("boom 42")
-            return x + 1
-    """)
+    v = run(worker, PRINTS_THEN_RAISES)
     assert v.status is Status.RUNTIME_ERROR
     assert (v.error_type, v.error_message) == ("ValueError", "boom 42")
     assert (v.failed_test, v.tests_run) == (1, 1)
@@ -90,13 +93,7 @@ def test_output_of_a_passing_program_is_kept(worker: Worker) -> None:
     "the child at the first error or wrong answer, so what a failing program printed is lost (verdict.output "
     "is None exactly when it would explain the failure). Fix: flush sys.stdout/sys.stderr before each frame."))
 def test_output_of_a_failing_program_is_kept(worker: Worker) -> None:
-    v = run(worker, """
-        def f(x):
-            print("looking at", x)
-            if x == 2:
-                raise ValueError("boom 42")
-            return x + 1
-    """)
+    v = run(worker, PRINTS_THEN_RAISES)
     assert v.status is Status.RUNTIME_ERROR
     assert v.output == "looking at 1\nlooking at 2\n"
 
