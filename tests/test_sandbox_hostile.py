@@ -653,6 +653,31 @@ def test_tmp_is_writable_private_and_fresh(worker: Worker) -> None:
     assert not os.path.exists(f"/tmp/{name}")
 
 
+@pytest.mark.parametrize("mode", [0o000, 0o777])
+def test_a_child_changing_its_tmp_mode_does_not_reach_the_next(worker: Worker, mode: int) -> None:
+    """The private /tmp is one folder for every child of a server: a child that locks it (or opens it to every
+    user) must leave the next child the folder as it was."""
+    require_full(worker, "the private /tmp")
+    probe = """
+        import os, stat
+        def f(x):
+            with open("/tmp/probe", "w") as fh:
+                fh.write("ok")
+            return [stat.S_IMODE(os.stat("/tmp").st_mode), os.stat("/tmp").st_uid == os.getuid()]
+    """
+    fresh = [[0o1777, True]]  # the view's tmpfs (mode=1777), owned by the child's uid
+    assert judge_code(worker, probe, inputs=[[1]], expected=fresh).status is Status.PASS
+    locker = f"""
+        import os
+        def f(x):
+            os.chmod("/tmp", {mode:#o})
+            return x + 1
+    """
+    assert hostile(worker, locker, inputs=[[1]], expected=[2], may_pass=True).status is Status.PASS
+    after = judge_code(worker, probe, inputs=[[1]], expected=fresh)
+    assert after.status is Status.PASS, after
+
+
 def _host_files_to_hide() -> list[str]:
     candidates = [builtin_dir() / "fib_mod.toml", PROJECT / "pyproject.toml", PROJECT / "tests" / "conftest.py",
                   SHARED / "FORMATS.md"]

@@ -58,14 +58,16 @@ class ChildLimits:
     __slots__ = ("cpu_s", "memory_mb", "file_size_mb", "open_files", "processes", "uid", "workdir")
 
     def __init__(self, cpu_s: int, memory_mb: int | None, file_size_mb: int, open_files: int, processes: int,
-                 uid: int | None, workdir: str) -> None:
+                 uid: int | None, workdir: str | None) -> None:
         self.cpu_s = cpu_s
         self.memory_mb = memory_mb  # None: no address-space limit (under valgrind)
         self.file_size_mb = file_size_mb
         self.open_files = open_files
         self.processes = processes  # RLIMIT_NPROC, where the child has a uid of its own
         self.uid = uid  # drop to this uid (root only)
-        self.workdir = workdir  # the child's private, writable folder (wiped by the server after the child)
+        # The child's private, writable folder (wiped by the server after the child); None: the server has
+        # already made it its own working folder and TMPDIR, owned by ``uid`` (the private /tmp of the view).
+        self.workdir = workdir
 
 
 def prepare_child(limits: ChildLimits) -> None:
@@ -74,8 +76,11 @@ def prepare_child(limits: ChildLimits) -> None:
     ``no_new_privs`` was set on the server before its interpreter started, so every child has it.
     """
     os.setsid()
-    os.environ["TMPDIR"] = limits.workdir
-    os.chdir(limits.workdir)
+    if limits.workdir is not None:
+        os.environ["TMPDIR"] = limits.workdir
+        os.chdir(limits.workdir)
+        if limits.uid is not None:
+            os.chown(limits.workdir, limits.uid, limits.uid)
     setrlimit = resource.setrlimit
     setrlimit(resource.RLIMIT_CORE, (0, 0))
     setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
@@ -87,7 +92,6 @@ def prepare_child(limits: ChildLimits) -> None:
     if limits.memory_mb is not None:
         setrlimit(resource.RLIMIT_AS, (limits.memory_mb * _MB, limits.memory_mb * _MB))
     if limits.uid is not None:
-        os.chown(limits.workdir, limits.uid, limits.uid)
         os.setgroups([])
         os.setresgid(limits.uid, limits.uid, limits.uid)
         os.setresuid(limits.uid, limits.uid, limits.uid)

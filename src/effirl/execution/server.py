@@ -54,14 +54,14 @@ BLOCKED_MODULES = ("ctypes", "_ctypes", "cffi", "_cffi_backend")
 _LAST_FD = 1 << 16  # a child closes every descriptor below this but its own (the server's are compacted low)
 
 
-def _install_fds(result_w: int, out_w: int, go_r: int) -> None:
-    """Child side: results on fd 3, the go signal on fd 4, stdout/stderr to the output pipe, nothing else."""
-    spare = max(result_w, out_w, go_r, harness.GO_FD) + 1  # above every source and target: nothing clobbered
+def _install_fds(null: int, result_w: int, out_w: int, go_r: int) -> None:
+    """Child side: stdin from ``null``, results on fd 3, the go signal on fd 4, stdout/stderr to the output
+    pipe, nothing else."""
+    spare = max(null, result_w, out_w, go_r, harness.GO_FD) + 1  # above every source and target: none clobbered
     parked = [spare + i for i in range(3)]
     for fd, park in zip((result_w, out_w, go_r), parked):
         if fd >= 0:
             os.dup2(fd, park)
-    null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(parked[1], 1)
     os.dup2(parked[1], 2)
@@ -125,8 +125,7 @@ class Server:
                                       mount_proc=hello.get("meter") != "callgrind")
             self.report["problems"].extend(self.init.problems)
         self.inputs: dict[str, bytes] = {}
-        self.private_root = "/tmp" if self.report.get("filesystem_view") else None
-        self.keep = frozenset(os.listdir(self.private_root)) if self.private_root else frozenset()
+        self.null = _compact(os.open(os.devnull, os.O_RDONLY))  # every child's stdin
         lim = hello["limits"]
         self.limits = dict(
             cpu_s=int(lim["cpu_s"] * hello.get("slowdown", 1.0)),
@@ -136,6 +135,18 @@ class Server:
             processes=lim["processes"],
             uid=hello["uid"] if self.report.get("uid_drop") else None,
         )
+        # With the filesystem view every child gets the same private /tmp: the server enters it once (working
+        # folder, TMPDIR, owner), so that a child inherits all three, and restores its mode after every child.
+        self.private_root = "/tmp" if self.report.get("filesystem_view") else None
+        self.keep = frozenset(os.listdir(self.private_root)) if self.private_root else frozenset()
+        self.shared_limits: confine.ChildLimits | None = None
+        if self.private_root:
+            os.chdir(self.private_root)
+            os.environ["TMPDIR"] = self.private_root
+            self.root_mode = os.stat(self.private_root).st_mode & 0o7777
+            if self.limits["uid"] is not None:
+                os.chown(self.private_root, self.limits["uid"], self.limits["uid"])
+            self.shared_limits = confine.ChildLimits(workdir=None, **self.limits)
         _warm()
         gc.collect()
         gc.freeze()
@@ -155,13 +166,13 @@ class Server:
         job_bytes, inputs_bytes = msg["job"], self._inputs(msg)
         go_r = self.go_r if msg.get("go") else -1
         workdir = self.private_root or _private_folder()
-        limits = confine.ChildLimits(workdir=workdir, **self.limits)
+        limits = self.shared_limits or confine.ChildLimits(workdir=workdir, **self.limits)
         gc.collect()  # no cyclic garbage of this run survives (frozen, it would grow the heap run after run)
         gc.freeze()  # the child starts with empty young generations: its collections happen at the same points
         pid = os.fork()
         if pid == 0:  # the child
             try:
-                _install_fds(self.result_w, self.out_w, go_r)
+                _install_fds(self.null, self.result_w, self.out_w, go_r)
                 job = marshal.loads(job_bytes)
                 job["inputs"] = _decode_inputs(inputs_bytes)
             except BaseException:  # noqa: BLE001
@@ -173,8 +184,11 @@ class Server:
             self.init.sweep()
         else:
             confine.sweep_orphans(os.getpid())
-        confine.wipe(workdir, self.keep if workdir == self.private_root else frozenset())
-        if workdir != self.private_root:
+        if workdir == self.private_root:
+            confine.wipe(workdir, self.keep)
+            os.chmod(workdir, self.root_mode)  # a child may have locked it, or opened it to others
+        else:
+            confine.wipe(workdir)
             os.rmdir(workdir)
         channel.send(self.rep, {"op": "exited", "status": status, "cpu_s": usage.ru_utime + usage.ru_stime,
                                 "maxrss_kb": usage.ru_maxrss})

@@ -110,6 +110,9 @@ class Worker:
             "HOME": "/tmp",
             "PYTHONHASHSEED": str(self.config.hash_seed),
             "PYTHONDONTWRITEBYTECODE": "1",
+            # Bind every symbol of the interpreter's libraries when the server starts: otherwise each child binds
+            # the ones it calls first, writing (and so copying) the library's pages of addresses, run after run.
+            "LD_BIND_NOW": "1",
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         }
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMEXPR_NUM_THREADS="1")
