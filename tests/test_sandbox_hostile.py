@@ -529,6 +529,27 @@ def test_daemon_is_gone_after_the_run(isolated: Worker, close_fds: bool) -> None
     assert [p for p in os.listdir("/proc") if p.isdigit() and _proc_uid(p) == uid] == []
 
 
+def test_the_server_asks_its_init_to_sweep_only_when_a_process_is_left(isolated: Worker) -> None:
+    """The server reads the namespace init's list of children after each run (a leftover always hangs below
+    one of them) and asks the init to sweep only when it is not empty: a run that left nothing costs no round
+    trip, and one that left a daemon is swept (``test_daemon_is_gone_after_the_run``)."""
+    require_full(isolated, "the namespace init")
+    pid = isolated.server_pid
+    assert pid is not None
+    held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    assert any(h.endswith("/children") for h in held), held
+
+    def init_wakeups() -> int:  # every sweep wakes the init once
+        init = int(open(f"/proc/{pid}/task/{pid}/children").read().split()[0])
+        with open(f"/proc/{init}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("voluntary_ctxt_switches"))
+
+    before = init_wakeups()
+    for _ in range(50):
+        assert judge_code(isolated, INC).status is Status.PASS
+    assert init_wakeups() - before <= 2, "the init was woken for runs that left nothing behind"
+
+
 @pytest.mark.parametrize("trick", ["daemon-floods", "partial-frame", "killed-mid-flood"])
 def test_what_a_run_leaves_in_the_pipes_never_reaches_the_next(worker: Worker, trick: str) -> None:
     """A worker's result and output pipes live as long as the worker: a run's leftovers (frames forged for

@@ -97,6 +97,38 @@ class NamespaceInit:
         if problems is None:
             raise RuntimeError("the namespace init exited during start-up")
         self.problems: list[str] = list(problems)
+        self._children = self._open_children()
+
+    def _open_children(self) -> int | None:
+        """The init's list of children in /proc, open for reading (``None``: not to be found or not trusted)."""
+        try:
+            mine = os.readlink("/proc/self") == str(os.getpid())  # the host's /proc, or the namespace's?
+        except OSError:
+            mine = False
+        pid = self.pid if mine else 1  # in the namespace's own /proc the init is 1 and this server invisible
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"effirl.execution.nsinit" not in fh.read():
+                    return None
+            fd = _compact(os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY))
+        except OSError:
+            return None
+        return fd if os.pread(fd, 64, 0) == b"" else None
+
+    def alone(self) -> bool:
+        """Whether the init has no child at all, so no other process is left in the namespace.
+
+        After the server has reaped its child, every process still alive in the namespace hangs below a child
+        of the init: an orphan is reparented to the init (never to the server, outside the namespace), and the
+        kernel reads the list under the task-list lock. An empty list is therefore proof, a list read wrong
+        only costs a sweep.
+        """
+        if self._children is None:
+            return False
+        try:
+            return os.pread(self._children, 64, 0) == b""
+        except OSError:
+            return False
 
     def sweep(self) -> None:
         """Kill every process left in the namespace and wait until it is done."""
@@ -181,7 +213,8 @@ class Server:
         channel.send(self.rep, {"op": "started", "pid": pid})
         _, status, usage = os.wait4(pid, 0)
         if self.init is not None:
-            self.init.sweep()
+            if not self.init.alone():  # the round trip to the init only when something is left to kill
+                self.init.sweep()
         else:
             confine.sweep_orphans(os.getpid())
         if workdir == self.private_root:
