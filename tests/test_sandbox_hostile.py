@@ -699,6 +699,31 @@ def test_a_child_changing_its_tmp_mode_does_not_reach_the_next(worker: Worker, m
     assert after.status is Status.PASS, after
 
 
+def test_a_memo_kept_on_the_tmp_folder_itself_does_not_reach_the_next_child(worker: Worker) -> None:
+    """The entries of /tmp are wiped after every child; the folder's own times and extended attributes could
+    carry a cache (an answer, or 64 bits of it) from one measured run to the next. They are reset too."""
+    require_full(worker, "the private /tmp")
+    keep = """
+        import os
+        def f(x):
+            os.utime("/tmp", ns=(123456789, 987654321))
+            try:
+                os.setxattr("/tmp", "user.memo", b"the answer")
+            except OSError as exc:
+                return exc.strerror
+            return True
+    """
+    kept = judge_code(worker, keep, inputs=[[1]], expected=[True])
+    assert kept.status in (Status.PASS, Status.WRONG_ANSWER), kept  # WRONG_ANSWER: no user xattrs on this tmpfs
+    find = """
+        import os
+        def f(x):
+            return [os.stat("/tmp").st_mtime_ns == 987654321, [n for n in os.listxattr("/tmp") if "memo" in n]]
+    """
+    found = judge_code(worker, find, inputs=[[1]], expected=[[False, []]])
+    assert found.status is Status.PASS, found.got
+
+
 def _host_files_to_hide() -> list[str]:
     candidates = [builtin_dir() / "fib_mod.toml", PROJECT / "pyproject.toml", PROJECT / "tests" / "conftest.py",
                   SHARED / "FORMATS.md"]

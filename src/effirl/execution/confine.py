@@ -131,3 +131,17 @@ def wipe(folder: str, keep: frozenset[str] = frozenset()) -> None:
             os.rmdir(path)
         except OSError:
             pass
+
+
+def reset_root(folder: str, mode: int, times_ns: tuple[int, int]) -> None:
+    """Give a shared private folder back its mode, times and extended attributes after a child: what a child set
+    on the folder itself (``chmod``, ``utime``, ``setxattr``) would otherwise reach the next child, a channel
+    from one run to the next (the folder's entries are removed by :func:`wipe`)."""
+    os.chmod(folder, mode)
+    try:
+        for name in os.listxattr(folder):
+            if name.startswith(("user.", "system.posix_acl")):
+                os.removexattr(folder, name)
+    except OSError:
+        pass
+    os.utime(folder, ns=times_ns)

@@ -168,14 +168,15 @@ class Server:
             uid=hello["uid"] if self.report.get("uid_drop") else None,
         )
         # With the filesystem view every child gets the same private /tmp: the server enters it once (working
-        # folder, TMPDIR, owner), so that a child inherits all three, and restores its mode after every child.
+        # folder, TMPDIR, owner), so that a child inherits all three, and resets the folder after every child.
         self.private_root = "/tmp" if self.report.get("filesystem_view") else None
         self.keep = frozenset(os.listdir(self.private_root)) if self.private_root else frozenset()
         self.shared_limits: confine.ChildLimits | None = None
         if self.private_root:
             os.chdir(self.private_root)
             os.environ["TMPDIR"] = self.private_root
-            self.root_mode = os.stat(self.private_root).st_mode & 0o7777
+            st = os.stat(self.private_root)
+            self.root_mode, self.root_times = st.st_mode & 0o7777, (st.st_atime_ns, st.st_mtime_ns)
             if self.limits["uid"] is not None:
                 os.chown(self.private_root, self.limits["uid"], self.limits["uid"])
             self.shared_limits = confine.ChildLimits(workdir=None, **self.limits)
@@ -219,7 +220,7 @@ class Server:
             confine.sweep_orphans(os.getpid())
         if workdir == self.private_root:
             confine.wipe(workdir, self.keep)
-            os.chmod(workdir, self.root_mode)  # a child may have locked it, or opened it to others
+            confine.reset_root(workdir, self.root_mode, self.root_times)
         else:
             confine.wipe(workdir)
             os.rmdir(workdir)
