@@ -140,7 +140,7 @@ def suite_programs(suite: str, source: str | None, tests: str, samples: str | No
         own = codes.get(t.id) if samples else [r.code for r in t.references] or [t.canonical or ""]
         for code in own or []:
             out.append(Program(t.id, code, t.entry_point, t.entry_kind.value, inputs, expected, t.atol))
-    what = (f"{len(codes)} tasks' samples from {samples}" if samples else
+    what = (f"samples of {len(codes)} tasks from {samples}" if samples else
             "references" if suite == "builtin" else "canonical solutions")
     which = "" if suite == "builtin" else f", {'original' if tests == 'base' else 'all EvalPlus'} tests"
     return out, f"{suite}: {len(out)} {what}{which}"
