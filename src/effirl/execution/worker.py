@@ -110,8 +110,10 @@ class Worker:
             "HOME": "/tmp",
             "PYTHONHASHSEED": str(self.config.hash_seed),
             "PYTHONDONTWRITEBYTECODE": "1",
-            # Bind every symbol of the interpreter's libraries when the server starts: otherwise each child binds
-            # the ones it calls first, writing (and so copying) the library's pages of addresses, run after run.
+            # Bind every symbol of the interpreter's libraries when the server (or valgrind's guest) starts. With
+            # lazy binding each child binds the functions it calls first: it writes, and so copies, the library's
+            # pages of addresses run after run, and under a meter that resolution (~4,000 instructions, ~1,500
+            # more in a server's first children) is counted, differently from child to child.
             "LD_BIND_NOW": "1",
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import shutil
 import sys
 from typing import Any
 
@@ -47,17 +46,6 @@ def check_same_meter(measurements: list[Measurement]) -> None:
     if len(keys) > 1:
         desc = ", ".join(f"{k[0]} {k[1]} @{k[2]}" for k in sorted(keys))
         raise MeterMismatchError(f"cannot compare measurements from different meters/environments: {desc}")
-
-
-def bind_now(cmd: list[str]) -> list[str]:
-    """``cmd`` with ``LD_BIND_NOW=1``: every dynamic symbol is resolved when a library loads, in the server.
-
-    With lazy binding, the first call of each libc/libpython function in a child runs the dynamic linker's
-    resolver, inside the count; which functions are still unresolved depends on what the server (and the first
-    children) happened to call, so the counts of the first children of a server differed from the later ones
-    (by ~1,500 instructions under callgrind) and every count carried ~4,000 instructions of symbol resolution.
-    """
-    return [shutil.which("env") or "/usr/bin/env", "LD_BIND_NOW=1", *cmd]
 
 
 class Meter:

@@ -23,7 +23,7 @@ import subprocess
 from functools import lru_cache
 from typing import Any
 
-from effirl.meters.base import Meter, bind_now
+from effirl.meters.base import Meter
 
 DUMP_PREFIX = "cg."
 ZERO_AT_FORK = "PyOS_AfterFork_Child"
@@ -80,10 +80,9 @@ class CallgrindMeter(Meter):
         out = os.path.join(self.dump_dir(workdir), DUMP_PREFIX + "%p")
         # Counters are zeroed in every forked child (module docstring): no client request, so no ctypes, in
         # the server.
-        return bind_now(["valgrind", "--tool=callgrind", "-q", f"--callgrind-out-file={out}", "--dump-line=no",
-                         f"--zero-before={ZERO_AT_FORK}",
-                         "--dump-instr=no", "--compress-strings=yes", "--compress-pos=yes", "--trace-children=no",
-                         "--log-fd=2", *cmd])
+        return ["valgrind", "--tool=callgrind", "-q", f"--callgrind-out-file={out}", "--dump-line=no",
+                f"--zero-before={ZERO_AT_FORK}", "--dump-instr=no", "--compress-strings=yes", "--compress-pos=yes",
+                "--trace-children=no", "--log-fd=2", *cmd]
 
     def writable_dirs(self, workdir: str) -> dict[str, str]:
         d = self.dump_dir(workdir)

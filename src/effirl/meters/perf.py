@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from effirl.meters.base import Meter, bind_now
+from effirl.meters.base import Meter
 
 PERF_TYPE_HARDWARE = 0
 PERF_COUNT_HW_INSTRUCTIONS = 1
@@ -112,9 +112,6 @@ class PerfMeter(Meter):
 
     def version(self) -> str:
         return f"perf_event_open/{platform.release()}"
-
-    def wrap_command(self, cmd: list[str], workdir: str) -> list[str]:
-        return bind_now(cmd)  # no lazy symbol resolution inside the count (see base.bind_now)
 
     def attach(self, pid: int) -> Any:
         return open_counter(pid, self._syscall)
