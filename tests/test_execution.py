@@ -272,6 +272,26 @@ def test_stops_at_first_runtime_error(worker: Worker) -> None:
     assert time.monotonic() - t0 < 3
 
 
+def test_each_stop_kills_its_own_child(worker: Worker) -> None:
+    """The parent reads a child's pid only when it must kill it: after runs that ended by themselves, a stop
+    still kills the child of its own run (a stale pid would leave the child sleeping until the time limit)."""
+    stop = """
+        import time
+        def f(x):
+            if x == 1:
+                return -1
+            time.sleep(30)
+    """
+    for rounds in range(3):
+        for _ in range(rounds):
+            assert run(worker, INC).passed
+        t0 = time.monotonic()
+        v = run(worker, stop, timeout_s=20)
+        assert (v.status, v.failed_test) == (Status.WRONG_ANSWER, 0)
+        assert time.monotonic() - t0 < 3
+    assert run(worker, INC).passed
+
+
 def test_timeout_is_per_test(worker: Worker) -> None:
     """Each result gets its own allowance: four 0.4 s calls pass a 1 s per-test limit."""
     code = """
@@ -389,16 +409,16 @@ def test_runs_without_key_always_send_inputs(worker: Worker, sent: list[dict[str
 
 
 def test_frame_reader_reassembles_split_frames() -> None:
-    stream = b"".join([wire.encode(wire.KIND_READY), wire.encode(wire.KIND_VALUE, 0, [1, "a", (2.5, None)]),
+    stream = b"".join([wire.encode(wire.KIND_VALUE, 0, [1, "a", (2.5, None)]),
                        wire.encode(wire.KIND_ERROR, 1, ("ValueError", "bad")), wire.encode(wire.KIND_DONE)])
     for step in (1, 3, 7, len(stream)):
         reader = wire.FrameReader()
         frames = []
         for i in range(0, len(stream), step):
             frames += reader.feed(stream[i:i + step])
-        assert [(k, i) for k, i, _ in frames] == [(b"R", 0), (b"V", 0), (b"E", 1), (b"D", 0)]
-        assert wire.decode_payload(frames[1][2]) == [1, "a", (2.5, None)]
-        assert wire.decode_payload(frames[2][2]) == ("ValueError", "bad")
+        assert [(k, i) for k, i, _ in frames] == [(b"V", 0), (b"E", 1), (b"D", 0)]
+        assert wire.decode_payload(frames[0][2]) == [1, "a", (2.5, None)]
+        assert wire.decode_payload(frames[1][2]) == ("ValueError", "bad")
         assert reader.pending == 0
 
 

@@ -12,10 +12,11 @@ import os
 from typing import Any
 
 _HEADER = 8
+PID_BYTES = 4  # a child's pid, as the fork server writes it on its pid pipe (pid_max is at most 2**22)
 
 
 def send(fd: int, message: Any) -> None:
-    body = marshal.dumps(message)
+    body = marshal.dumps(message, 2)  # no reference table: less for the fork server to allocate per message
     data = memoryview(len(body).to_bytes(_HEADER, "little") + body)
     while data:
         data = data[os.write(fd, data):]

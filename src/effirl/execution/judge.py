@@ -59,14 +59,11 @@ class _Collector:
     values: dict[int, Any] = field(default_factory=dict)
     errors: dict[int, tuple[str, str]] = field(default_factory=dict)
     no_entry: str | None = None
-    ready: bool = False
     mismatch: int | None = None
     stop_on_error: bool = True
 
     def __call__(self, kind: bytes, index: int, payload: Any) -> bool:
-        if kind == wire.KIND_READY:
-            self.ready = True
-        elif kind == wire.KIND_NO_ENTRY:
+        if kind == wire.KIND_NO_ENTRY:
             self.no_entry = str(payload)
             return False
         elif kind == wire.KIND_ERROR:

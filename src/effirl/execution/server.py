@@ -138,7 +138,7 @@ class NamespaceInit:
 
 class Server:
     def __init__(self, fds: list[int], hello: dict[str, Any]) -> None:
-        self.ctl, self.rep, self.result_w, self.out_w, self.go_r = (_compact(fd) for fd in fds)
+        self.ctl, self.rep, self.result_w, self.out_w, self.go_r, self.pid_w = (_compact(fd) for fd in fds)
         for name in hello.get("preimports", ()):
             if name in BLOCKED_MODULES:
                 continue
@@ -211,7 +211,7 @@ class Server:
             except BaseException:  # noqa: BLE001
                 os._exit(4)
             harness.child_main(job, lambda: confine.prepare_child(limits))
-        channel.send(self.rep, {"op": "started", "pid": pid})
+        os.write(self.pid_w, pid.to_bytes(channel.PID_BYTES, "little"))  # read by the parent only when it needs it
         _, status, usage = os.wait4(pid, 0)
         if self.init is not None:
             if not self.init.alone():  # the round trip to the init only when something is left to kill
@@ -275,7 +275,7 @@ def _warm() -> None:
 
 
 def main() -> None:
-    fds = [int(x) for x in sys.argv[1:6]]
+    fds = [int(x) for x in sys.argv[1:7]]
     hello = channel.recv(fds[0])
     if hello is None:
         return

@@ -18,7 +18,6 @@ MAX_FRAME = 64 * 1024 * 1024  # one return value may not exceed this many bytes
 
 KIND_VALUE = b"V"  # payload: marshal of a plain value
 KIND_ERROR = b"E"  # payload: marshal of (exception type name, message)
-KIND_READY = b"R"  # the program was loaded and the entry point found
 KIND_NO_ENTRY = b"N"  # payload: marshal of a message
 KIND_DONE = b"D"  # every input was run
 
@@ -232,7 +231,7 @@ class FrameReader:
             length, kind, index = HEADER.unpack_from(self._buf)
             if length > MAX_FRAME:
                 raise ValueError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
-            if kind not in (KIND_VALUE, KIND_ERROR, KIND_READY, KIND_NO_ENTRY, KIND_DONE):
+            if kind not in (KIND_VALUE, KIND_ERROR, KIND_NO_ENTRY, KIND_DONE):
                 raise ValueError(f"unknown frame kind {kind!r}")
             end = HEADER.size + length
             if len(self._buf) < end:

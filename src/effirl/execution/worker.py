@@ -122,15 +122,17 @@ class Worker:
 
     def start(self, timeout: float = 120.0) -> None:
         os.makedirs(self._workdir, exist_ok=True)
-        # The worker's pipes, made once: control and replies (parent <-> server), and the children's results,
-        # output and go signal. A run's leftovers are drained once the server says every process of it is gone.
+        # The worker's pipes, made once: control and replies (parent <-> server), each child's pid (server ->
+        # parent, read only when needed), and the children's results, output and go signal. A run's leftovers
+        # are drained once the server says every process of it is gone.
         ctl_r, ctl_w = os.pipe()
         rep_r, rep_w = os.pipe()
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
         go_r, go_w = os.pipe()
-        theirs = (ctl_r, rep_w, res_w, out_w, go_r)
-        self._fds = _Pipes(ctl=ctl_w, rep=rep_r, res=res_r, out=out_r, go=go_w, go_drain=go_r)
+        pid_r, pid_w = os.pipe()
+        theirs = (ctl_r, rep_w, res_w, out_w, go_r, pid_w)
+        self._fds = _Pipes(ctl=ctl_w, rep=rep_r, res=res_r, out=out_r, go=go_w, go_drain=go_r, pid=pid_r)
         python = os.path.realpath(sys.executable)  # the base interpreter: visible inside the sandbox
         argv = [python, "-S", "-m", "effirl.execution.server", *(str(fd) for fd in theirs)]
         writable: dict[str, str] = {}
@@ -262,14 +264,13 @@ class Worker:
             outcome.stop_reason = "worker_died"
             self.restart()
             return outcome
-        started = self._expect("started", timeout=30.0)
-        if started is None:
-            outcome.stop_reason = "worker_died"
-            self.restart()
-            return outcome
-        pid = started["pid"]
-        handle = None
+        handle, pid = None, None
         if wait_go:
+            pid = _read_pid(fds.pid, timeout=30.0)
+            if pid is None:
+                outcome.stop_reason = "worker_died"
+                self.restart()
+                return outcome
             handle = self.meter.attach(pid)
             os.write(fds.go, b"g")
         exited = self._supervise(fds, pid, on_frame, outcome, t0, test_timeout, total_timeout)
@@ -287,11 +288,14 @@ class Worker:
             outcome.meter_value = self.meter.collect(handle, self._workdir, {**exited, "server_pid": self.server_pid})
         return outcome
 
-    def _supervise(self, fds: _Pipes, pid: int, on_frame: FrameHandler, outcome: RunOutcome, t0: float,
+    def _supervise(self, fds: _Pipes, pid: int | None, on_frame: FrameHandler, outcome: RunOutcome, t0: float,
                    test_timeout: float, total_timeout: float) -> dict[str, Any] | None:
         """Read the child's frames and output until the server reports it gone; stop it at the first frame
         ``on_frame`` rejects, at a limit or at a deadline. Returns the server's ``exited`` message (``None``:
-        the server died). Everything the run wrote is read before this returns, so nothing reaches the next."""
+        the server died). Everything the run wrote is read before this returns, so nothing reaches the next.
+
+        The child's pid is read from its pipe only to kill the child, or once the run is over: the parent is
+        not woken up for it."""
         reader = wire.FrameReader()
         cfg = self.config
         last = time.monotonic()
@@ -348,9 +352,14 @@ class Worker:
                 break
         if stop is not None:
             outcome.stop_reason = stop
-            self._kill(pid)
+            if pid is None:
+                pid = _read_pid(fds.pid, timeout=30.0)
+            if pid is not None:
+                self._kill(pid)
             exited = self._expect("exited", timeout=30.0)
         if exited is not None:
+            if pid is None:
+                _read_pid(fds.pid, timeout=0)  # written before the server reaped the child: already there
             # Every process of the run is gone (the server swept them): what is left in the pipes is all it wrote.
             for fd in (fds.res, fds.out):
                 for data in _drain(fd):
@@ -397,6 +406,7 @@ class _Pipes(NamedTuple):
     out: int  # children's stdout and stderr
     go: int  # the go byte of a measured child (perf: written once the counter is attached)
     go_drain: int  # the read end of the go pipe, to drain a byte a child never read
+    pid: int  # server -> parent: the pid of each run's child
 
 
 def encode_inputs(inputs: Any) -> bytes:
@@ -405,6 +415,14 @@ def encode_inputs(inputs: Any) -> bytes:
         return b"M" + marshal.dumps(inputs)
     except ValueError:
         return b"P" + pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_pid(fd: int, timeout: float) -> int | None:
+    """The pid of the run's child from the server's pid pipe (``None``: the server is gone)."""
+    if not wait_readable([fd], timeout):
+        return None
+    data = os.read(fd, channel.PID_BYTES)  # one write per run: pipe writes this small are atomic
+    return int.from_bytes(data, "little") if len(data) == channel.PID_BYTES else None
 
 
 def _drain(fd: int) -> list[bytes]:
