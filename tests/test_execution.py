@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import marshal
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -270,6 +271,42 @@ def test_stops_at_first_runtime_error(worker: Worker) -> None:
     """, timeout_s=20)
     assert (v.status, v.error_type, v.failed_test) == (Status.RUNTIME_ERROR, "KeyError", 0)
     assert time.monotonic() - t0 < 3
+
+
+def test_every_child_starts_from_its_seed(worker: Worker) -> None:
+    """The server seeds ``random`` before it forks (only when the seed changes): every child draws the same
+    numbers for the same seed, whatever the children before it drew or seeded, and another seed gives others."""
+    code = "import random\ndef f(n):\n    random.seed(random.random() + 7)\n    return [random.random() for _ in range(n)]\n"
+    draws: dict[int, list[Any]] = defaultdict(list)
+    for seed in (0, 0, 5, 0, 5, 5):
+        col = judge.collect_outputs(worker, code, "f", "function", [[3]], seed=seed)
+        draws[seed].append(col.values[0])
+    assert all(len(set(map(tuple, d))) == 1 for d in draws.values())
+    assert draws[0][0] != draws[5][0]
+    rng = random.Random(5)
+    rng.seed(rng.random() + 7)
+    assert draws[5][0] == [rng.random() for _ in range(3)]
+
+
+def test_a_quick_run_wakes_the_parent_about_once(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results are read when the server reports the child gone (or every POLL_S), not one wake-up per result:
+    ten results a few hundred microseconds apart cost the parent a couple of waits, not ten."""
+    waits: list[float] = []
+    real = worker_module.wait_readable
+
+    def counting(fds: list[int], timeout: float) -> list[int]:
+        if timeout > 0:
+            waits.append(timeout)
+        return real(fds, timeout)
+
+    monkeypatch.setattr(worker_module, "wait_readable", counting)
+    spaced = "import time\ndef f(x):\n    time.sleep(0.0004)\n    return x + 1\n"
+    for _ in range(5):
+        waits.clear()
+        assert run(worker, spaced, [[i] for i in range(10)], [i + 1 for i in range(10)]).passed
+        if len(waits) <= 3:
+            return
+    raise AssertionError(f"{len(waits)} waits for one quick run")
 
 
 def test_each_stop_kills_its_own_child(worker: Worker) -> None:

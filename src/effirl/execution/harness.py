@@ -13,7 +13,6 @@ import builtins
 import collections
 import gc
 import os
-import random
 import sys
 import typing
 from typing import Any
@@ -225,7 +224,6 @@ def child_main(job: dict[str, Any], prepare: typing.Callable[[], None]) -> typin
     code = 0
     try:
         prepare()
-        random.seed(job.get("seed", 0))
         # The collector's allocation counters are inherited from the server and differ from fork to fork: start
         # every child from empty young generations (uncounted), so the program's collections happen at the same
         # points every time (callgrind counts of one program drifted by ~0.5% from child to child without this).

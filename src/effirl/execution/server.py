@@ -3,8 +3,8 @@
 Started by :mod:`effirl.execution.launcher` (which set up its namespaces and then ``exec``ed it, under valgrind
 for the callgrind meter). It pre-imports the allowed modules (the hash seed is fixed by its environment),
 starts the PID namespace's init, freezes the heap for cheap and reproducible forks, then serves ``run``
-requests: fork, wait for the child, sweep every process it left behind, wipe its private folder, report the
-exit status and resource usage.
+requests: seed ``random`` (when the seed changes), fork, wait for the child, sweep every process it left
+behind, wipe its private folder, report the exit status and resource usage.
 
 Every fork copies this process's page tables, and every page a child or the server writes afterwards is copied
 once more: the server imports only ``os``, ``resource``, ``signal``, ``marshal`` and the child's harness, never
@@ -25,8 +25,9 @@ from typing import Any
 def _import_random_without_its_fork_hook() -> None:
     """Import ``random`` without the hook by which it reseeds itself from urandom in every forked child.
 
-    The hook costs every child ~40 copied pages (~0.15 ms here) for nothing: the harness seeds every child
-    explicitly (``SandboxConfig.seed``) before the program runs. Only that one registration is dropped.
+    The hook costs every child ~40 copied pages (~0.15 ms here) for nothing: the server seeds ``random`` with
+    the job's seed (``SandboxConfig.seed``) before it forks, and never draws from it, so every child starts from
+    the state that seed gives. Only that one registration is dropped.
     """
     if "random" in sys.modules:
         return
@@ -46,6 +47,8 @@ def _import_random_without_its_fork_hook() -> None:
 
 
 _import_random_without_its_fork_hook()
+
+import random  # noqa: E402 - imported above without its fork hook
 
 from effirl.execution import channel, confine, harness, wire  # noqa: E402 - after random, on purpose
 
@@ -157,6 +160,8 @@ class Server:
                                       mount_proc=hello.get("meter") != "callgrind")
             self.report["problems"].extend(self.init.problems)
         self.inputs: dict[str, bytes] = {}
+        random.seed(0)
+        self.seed = 0
         self.null = _compact(os.open(os.devnull, os.O_RDONLY))  # every child's stdin
         lim = hello["limits"]
         self.limits = dict(
@@ -198,6 +203,10 @@ class Server:
     def run(self, msg: dict[str, Any]) -> None:
         job_bytes, inputs_bytes = msg["job"], self._inputs(msg)
         go_r = self.go_r if msg.get("go") else -1
+        seed = msg.get("seed", 0)
+        if seed != self.seed:  # never drawn from here: every child starts from the state this seed gives
+            random.seed(seed)
+            self.seed = seed
         workdir = self.private_root or _private_folder()
         limits = self.shared_limits or confine.ChildLimits(workdir=workdir, **self.limits)
         gc.collect()  # no cyclic garbage of this run survives (frozen, it would grow the heap run after run)

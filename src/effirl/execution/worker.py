@@ -1,8 +1,9 @@
 """Parent-side handle of one fork server: start it, send it runs, supervise each child, restart on failure.
 
-The parent owns every clock and every limit: it reads the child's result frames as they arrive, stops the
-child at the first answer its caller rejects, enforces the per-result and total wall clock and the output cap,
-and kills the child's whole process group. A server that dies (or is killed by its child) is restarted; the
+The parent owns every clock and every limit: it reads the child's result frames while the child runs (every
+``POLL_S``, or as they arrive once the child writes a lot) and all of them once it is gone, stops the child at
+the first answer its caller rejects, enforces the per-result and total wall clock and the output cap, and kills
+the child's whole process group. A server that dies (or is killed by its child) is restarted; the
 run in flight is reported as a failure of that program, and the pool goes on.
 """
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Frame callback: (kind, index, payload) -> True to go on, False to stop the child now.
 FrameHandler = Callable[[bytes, int, Any], bool]
+POLL_S = 0.01  # how often the parent reads a running child's pipes when nothing wakes it
+EAGER_BYTES = 16 * 1024  # a read this large: the child writes a lot, so every write wakes the parent
 
 
 def _effirl_root() -> str:
@@ -131,6 +134,8 @@ class Worker:
         out_r, out_w = os.pipe()
         go_r, go_w = os.pipe()
         pid_r, pid_w = os.pipe()
+        for fd in (res_r, out_r):  # the parent's own read ends: it reads only what is there
+            os.set_blocking(fd, False)
         theirs = (ctl_r, rep_w, res_w, out_w, go_r, pid_w)
         self._fds = _Pipes(ctl=ctl_w, rep=rep_r, res=res_r, out=out_r, go=go_w, go_drain=go_r, pid=pid_r)
         python = os.path.realpath(sys.executable)  # the base interpreter: visible inside the sandbox
@@ -246,10 +251,12 @@ class Worker:
         total_timeout = (total_timeout_s or cfg.total_timeout_s) * slowdown
         wait_go = self.meter is not None and self.meter.needs_go
         job = {**job, "wait_go": wait_go, "protected": (self._workdir,)}
+        seed = job.pop("seed", 0)  # applied by the server before it forks
         # Job and inputs travel encoded and are decoded only by the child: the server's heap is the same before
         # every fork whatever the job (a varying heap made the child's allocator, and so its instruction count,
         # vary by up to ~2%).
-        msg: dict[str, Any] = {"op": "run", "job": marshal.dumps(job), "inputs_key": inputs_key, "go": wait_go}
+        msg: dict[str, Any] = {"op": "run", "job": marshal.dumps(job), "inputs_key": inputs_key, "go": wait_go,
+                               "seed": seed}
         if inputs_key is None or inputs_key not in self._inputs:
             msg["inputs"] = encode_inputs(inputs)
             if inputs_key is not None:
@@ -294,8 +301,10 @@ class Worker:
         ``on_frame`` rejects, at a limit or at a deadline. Returns the server's ``exited`` message (``None``:
         the server died). Everything the run wrote is read before this returns, so nothing reaches the next.
 
-        The child's pid is read from its pipe only to kill the child, or once the run is over: the parent is
-        not woken up for it."""
+        The parent is woken up once per run when it can be: frames and output are read every ``POLL_S`` (and
+        once the server reports the child gone), not as each is written, unless the child writes a lot; a
+        program is stopped within ``POLL_S`` of its first rejected frame. The child's pid is read from its
+        pipe only to kill the child, or once the run is over."""
         reader = wire.FrameReader()
         cfg = self.config
         last = time.monotonic()
@@ -304,6 +313,7 @@ class Worker:
         stop: str | None = None
         exited: dict[str, Any] | None = None
         watched = [fds.res, fds.out, fds.rep]
+        eager = False
 
         def take(fd: int, data: bytes) -> str | None:
             nonlocal value_bytes, last
@@ -338,17 +348,24 @@ class Worker:
         while True:
             now = time.monotonic()
             deadline = min(last + test_timeout, t0 + total_timeout)
-            if now >= deadline:
-                stop = "timeout"
-                break
-            ready = wait_readable(watched, deadline - now)
+            # Woken by the server's report, at a deadline, or every POLL_S to look at what the child wrote; by
+            # the child's own writes only once it writes a lot (a child blocked on a full pipe makes no progress).
+            # What arrived is read before any deadline is judged: a result just in time counts.
+            ready = wait_readable(watched if eager else [fds.rep], min(deadline, now + POLL_S) - now)
             for fd in (fds.res, fds.out):
-                if fd in ready and stop is None:
-                    stop = take(fd, os.read(fd, 1 << 16))
+                data = _read_now(fd)
+                if data:
+                    eager = eager or len(data) >= EAGER_BYTES
+                    stop = take(fd, data)
+                    if stop is not None:
+                        break
             if stop is not None:
                 break
             if fds.rep in ready:
                 exited = self._recv_op("exited")
+                break
+            if time.monotonic() >= min(last + test_timeout, t0 + total_timeout):
+                stop = "timeout"
                 break
         if stop is not None:
             outcome.stop_reason = stop
@@ -425,13 +442,18 @@ def _read_pid(fd: int, timeout: float) -> int | None:
     return int.from_bytes(data, "little") if len(data) == channel.PID_BYTES else None
 
 
+def _read_now(fd: int) -> bytes:
+    """What a non-blocking pipe holds now, up to 64 KiB (``b""``: nothing)."""
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return b""
+
+
 def _drain(fd: int) -> list[bytes]:
     """Everything a pipe holds now (its writers are gone or idle), without blocking."""
     chunks = []
-    while wait_readable([fd], 0):
-        data = os.read(fd, 1 << 16)
-        if not data:
-            break
+    while wait_readable([fd], 0) and (data := _read_now(fd)):
         chunks.append(data)
     return chunks
 
