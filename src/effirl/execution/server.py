@@ -227,14 +227,18 @@ class Server:
                 self.init.sweep()
         else:
             confine.sweep_orphans(os.getpid())
+        exited = {"op": "exited", "status": status, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "maxrss_kb": usage.ru_maxrss}
         if workdir == self.private_root:
+            # No process of the run is left: report now, and reset the private /tmp while the parent judges the
+            # run (the next request is read, and the next child forked, only once that is done).
+            channel.send(self.rep, exited)
             confine.wipe(workdir, self.keep)
             confine.reset_root(workdir, self.root_mode, self.root_times)
-        else:
+        else:  # a host folder: gone before the run is reported
             confine.wipe(workdir)
             os.rmdir(workdir)
-        channel.send(self.rep, {"op": "exited", "status": status, "cpu_s": usage.ru_utime + usage.ru_stime,
-                                "maxrss_kb": usage.ru_maxrss})
+            channel.send(self.rep, exited)
 
     def serve(self) -> None:
         channel.send(self.rep, {"op": "hello", "pid": os.getpid(), "report": self.report})
