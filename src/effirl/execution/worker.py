@@ -134,7 +134,7 @@ class Worker:
         out_r, out_w = os.pipe()
         go_r, go_w = os.pipe()
         pid_r, pid_w = os.pipe()
-        for fd in (res_r, out_r):  # the parent's own read ends: it reads only what is there
+        for fd in (res_r, out_r, pid_r):  # the parent's own read ends: it reads only what is there
             os.set_blocking(fd, False)
         theirs = (ctl_r, rep_w, res_w, out_w, go_r, pid_w)
         self._fds = _Pipes(ctl=ctl_w, rep=rep_r, res=res_r, out=out_r, go=go_w, go_drain=go_r, pid=pid_r)
@@ -352,6 +352,9 @@ class Worker:
             # the child's own writes only once it writes a lot (a child blocked on a full pipe makes no progress).
             # What arrived is read before any deadline is judged: a result just in time counts.
             ready = wait_readable(watched if eager else [fds.rep], min(deadline, now + POLL_S) - now)
+            if fds.rep in ready:  # the child is gone: everything it wrote is read below
+                exited = self._recv_op("exited")
+                break
             for fd in (fds.res, fds.out):
                 data = _read_now(fd)
                 if data:
@@ -360,9 +363,6 @@ class Worker:
                     if stop is not None:
                         break
             if stop is not None:
-                break
-            if fds.rep in ready:
-                exited = self._recv_op("exited")
                 break
             if time.monotonic() >= min(last + test_timeout, t0 + total_timeout):
                 stop = "timeout"
@@ -379,7 +379,7 @@ class Worker:
                 _read_pid(fds.pid, timeout=0)  # written before the server reaped the child: already there
             # Every process of the run is gone (the server swept them): what is left in the pipes is all it wrote.
             for fd in (fds.res, fds.out):
-                for data in _drain(fd):
+                for data in _read_all(fd):
                     if stop is None:
                         stop = take(fd, data)
                         if stop is not None:
@@ -435,19 +435,29 @@ def encode_inputs(inputs: Any) -> bytes:
 
 
 def _read_pid(fd: int, timeout: float) -> int | None:
-    """The pid of the run's child from the server's pid pipe (``None``: the server is gone)."""
-    if not wait_readable([fd], timeout):
-        return None
-    data = os.read(fd, channel.PID_BYTES)  # one write per run: pipe writes this small are atomic
+    """The pid of the run's child from the server's (non-blocking) pid pipe (``None``: the server is gone)."""
+    data = _read_now(fd, channel.PID_BYTES)  # one write per run: pipe writes this small are atomic
+    if not data and timeout > 0 and wait_readable([fd], timeout):
+        data = _read_now(fd, channel.PID_BYTES)
     return int.from_bytes(data, "little") if len(data) == channel.PID_BYTES else None
 
 
-def _read_now(fd: int) -> bytes:
-    """What a non-blocking pipe holds now, up to 64 KiB (``b""``: nothing)."""
+def _read_now(fd: int, size: int = 1 << 16) -> bytes:
+    """What a non-blocking pipe holds now, up to ``size`` bytes (``b""``: nothing)."""
     try:
-        return os.read(fd, 1 << 16)
+        return os.read(fd, size)
     except BlockingIOError:
         return b""
+
+
+def _read_all(fd: int) -> list[bytes]:
+    """Everything a non-blocking pipe whose writers are all gone or idle holds (a short read empties it)."""
+    chunks = []
+    while data := _read_now(fd):
+        chunks.append(data)
+        if len(data) < 1 << 16:
+            break
+    return chunks
 
 
 def _drain(fd: int) -> list[bytes]:
