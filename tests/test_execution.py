@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections import OrderedDict, defaultdict
@@ -646,3 +647,83 @@ def test_cli_error_is_a_single_line(tmp_path: Path, builtin_tasks: list[Task]) -
     out = _cli(["check", "--suite", "builtin", "--samples", samples.name, "--out", "out"], tmp_path)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+# -- two runs in flight on one worker (lanes) -------------------------------------------------------------------
+
+
+def _both(worker: Worker, first: Callable[[], Any], second: Callable[[], Any], gap_s: float = 0.05) -> list[Any]:
+    """Call ``first`` and, ``gap_s`` later, ``second`` from two threads on one worker; their results."""
+    out: list[Any] = [None, None]
+
+    def call(i: int, fn: Callable[[], Any]) -> None:
+        out[i] = fn()
+
+    threads = [threading.Thread(target=call, args=(0, first))]
+    threads[0].start()
+    time.sleep(gap_s)
+    threads.append(threading.Thread(target=call, args=(1, second)))
+    threads[1].start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def test_each_lane_gets_its_own_results_and_output(start_worker: Callable[..., Worker]) -> None:
+    """Many runs from two threads on one worker: every verdict holds its own program's values and output."""
+    w = start_worker(11)
+    assert w.lanes == 2
+    errors: list[str] = []
+
+    def many(tag: int) -> None:
+        for k in range(40):
+            n = tag * 1000 + k
+            code = f"def f(x):\n    print('run {n}', flush=True)\n    return x * {n}\n"
+            v = run(w, code, [[1], [2]], [n, 2 * n])
+            if not v.passed or v.output != f"run {n}\n" * 2:
+                errors.append(f"{n}: {v.status} {v.output!r} {v.got}")
+
+    threads = [threading.Thread(target=many, args=(t,)) for t in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert w.restarts == 0
+
+
+def test_a_run_waiting_behind_another_gets_its_full_time(start_worker: Callable[..., Worker]) -> None:
+    """The second lane's child starts when the first one's is over: its clocks start then, not when it was sent."""
+    w = start_worker(12)
+    slow = "import time\ndef f(x):\n    time.sleep(1.5)\n    return x + 1\n"
+    quick = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x + 1\n"
+    a, b = _both(w, lambda: run(w, slow, [[1]], [2], timeout_s=3),
+                 lambda: run(w, quick, [[1]], [2], timeout_s=1))
+    assert a.status is Status.PASS and b.status is Status.PASS, (a, b)
+    assert b.wall_s is not None and b.wall_s < 1
+
+
+def test_a_stop_in_one_lane_leaves_the_other_alone(start_worker: Callable[..., Worker]) -> None:
+    """A child killed at its first wrong answer while the next run waits: the next run still passes."""
+    w = start_worker(13)
+    wrong = "import time\ndef f(x):\n    if x == 1:\n        return -1\n    time.sleep(30)\n"
+    a, b = _both(w, lambda: run(w, wrong, timeout_s=20), lambda: run(w, INC), gap_s=0.2)
+    assert (a.status, a.failed_test) == (Status.WRONG_ANSWER, 0)
+    assert b.status is Status.PASS
+    assert w.restarts == 0
+
+
+def test_a_server_dying_under_two_runs_restarts_once(start_worker: Callable[..., Worker]) -> None:
+    """Both runs in flight fail as the sandbox's fault (not the programs'), the server is restarted once, and
+    the worker goes on."""
+    w = start_worker(14)
+    sleeper = "import time\ndef f(x):\n    time.sleep(20)\n    return x + 1\n"
+    server = w.server_pid
+    assert server is not None
+    threading.Timer(0.5, os.kill, args=(server, 9)).start()
+    a, b = _both(w, lambda: run(w, sleeper, [[1]], [2], timeout_s=30),
+                 lambda: run(w, sleeper, [[1]], [2], timeout_s=30))
+    for v in (a, b):
+        assert (v.status, v.error_type) == (Status.RUNTIME_ERROR, "WorkerDied"), v
+    assert w.restarts == 1 and w.server_pid != server
+    assert run(w, INC).passed

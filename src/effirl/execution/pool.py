@@ -1,9 +1,10 @@
 """A pool of fork-server workers that keeps every core busy and streams results as they finish.
 
-``Pool.map(fn, items)`` calls ``fn(worker, item)`` on a free worker and yields ``(item, result)`` in completion
-order. Workers start lazily and in parallel (a valgrind worker takes seconds); a worker whose server dies is
-restarted by the worker itself, so one hostile program never stops a batch. The interface is the unit a
-Ray-backed pool (one pool per node) will wrap.
+``Pool.map(fn, items)`` calls ``fn(worker, item)`` on a free worker, from one thread per lane of each worker (a
+worker's server runs one child at a time, and has the next run already when one ends), and yields
+``(item, result)`` in completion order. Workers start lazily and in parallel (a valgrind worker takes seconds);
+a worker whose server dies is restarted by the worker itself, so one hostile program never stops a batch. The
+interface is the unit a Ray-backed pool (one pool per node) will wrap.
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ class Pool:
             w.close()
             w.remove_workdir()
 
-    def _ensure(self, worker: Worker) -> None:
-        if not worker.alive:
-            worker.start()
+    @staticmethod
+    def _ensure(worker: Worker) -> None:
+        if worker.ensure_started():
             _announce(worker)
 
     def map(self, fn: Callable[[Worker, T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
@@ -79,8 +80,10 @@ class Pool:
             count += 1
         if count == 0:
             return
-        n_threads = min(len(self.workers), count)
-        for _ in range(n_threads):
+        # One thread per lane of every worker (a worker takes that many runs at a time, one child at a time).
+        slots = [w for lane in range(max(w.lanes for w in self.workers)) for w in self.workers if lane < w.lanes]
+        slots = slots[:count]
+        for _ in slots:
             todo.put(None)
 
         def loop(worker: Worker) -> None:
@@ -97,7 +100,7 @@ class Pool:
                     if isinstance(exc, WorkerError):
                         return
 
-        threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in self.workers[:n_threads]]
+        threads = [threading.Thread(target=loop, args=(w,), daemon=True) for w in slots]
         for t in threads:
             t.start()
         try:

@@ -19,7 +19,7 @@ import gc
 import marshal
 import os
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def _import_random_without_its_fork_hook() -> None:
@@ -83,6 +83,15 @@ def _decode_inputs(data: bytes) -> Any:
     return marshal.loads(data[1:])
 
 
+class Lane(NamedTuple):
+    """The server's ends of one lane (see :class:`effirl.execution.worker.Worker`)."""
+
+    rep: int  # replies: ``exited``
+    pid: int  # each child's pid, as it is forked
+    res: int  # the children's result frames
+    out: int  # the children's stdout and stderr
+
+
 class NamespaceInit:
     """The server's handle on :mod:`effirl.execution.nsinit`, PID 1 of the children's namespace."""
 
@@ -141,7 +150,10 @@ class NamespaceInit:
 
 class Server:
     def __init__(self, fds: list[int], hello: dict[str, Any]) -> None:
-        self.ctl, self.rep, self.result_w, self.out_w, self.go_r, self.pid_w = (_compact(fd) for fd in fds)
+        self.ctl, self.go_r, *ends = (_compact(fd) for fd in fds)
+        # One lane per run the parent may have in flight: replies, pids, results and output of its children.
+        self.lanes = [Lane(*ends[i:i + 4]) for i in range(0, len(ends), 4)]
+        self.rep = self.lanes[0].rep  # hello and pong
         for name in hello.get("preimports", ()):
             if name in BLOCKED_MODULES:
                 continue
@@ -203,6 +215,7 @@ class Server:
     def run(self, msg: dict[str, Any]) -> None:
         job_bytes, inputs_bytes = msg["job"], self._inputs(msg)
         go_r = self.go_r if msg.get("go") else -1
+        lane = self.lanes[msg.get("lane", 0)]
         seed = msg.get("seed", 0)
         if seed != self.seed:  # never drawn from here: every child starts from the state this seed gives
             random.seed(seed)
@@ -214,13 +227,13 @@ class Server:
         pid = os.fork()
         if pid == 0:  # the child
             try:
-                _install_fds(self.null, self.result_w, self.out_w, go_r)
+                _install_fds(self.null, lane.res, lane.out, go_r)
                 job = marshal.loads(job_bytes)
                 job["inputs"] = _decode_inputs(inputs_bytes)
             except BaseException:  # noqa: BLE001
                 os._exit(4)
             harness.child_main(job, lambda: confine.prepare_child(limits))
-        os.write(self.pid_w, pid.to_bytes(channel.PID_BYTES, "little"))  # read by the parent only when it needs it
+        os.write(lane.pid, pid.to_bytes(channel.PID_BYTES, "little"))
         _, status, usage = os.wait4(pid, 0)
         if self.init is not None:
             if not self.init.alone():  # the round trip to the init only when something is left to kill
@@ -232,13 +245,13 @@ class Server:
         if workdir == self.private_root:
             # No process of the run is left: report now, and reset the private /tmp while the parent judges the
             # run (the next request is read, and the next child forked, only once that is done).
-            channel.send(self.rep, exited)
+            channel.send(lane.rep, exited)
             confine.wipe(workdir, self.keep)
             confine.reset_root(workdir, self.root_mode, self.root_times)
         else:  # a host folder: gone before the run is reported
             confine.wipe(workdir)
             os.rmdir(workdir)
-            channel.send(self.rep, exited)
+            channel.send(lane.rep, exited)
 
     def serve(self) -> None:
         channel.send(self.rep, {"op": "hello", "pid": os.getpid(), "report": self.report})
@@ -288,7 +301,7 @@ def _warm() -> None:
 
 
 def main() -> None:
-    fds = [int(x) for x in sys.argv[1:7]]
+    fds = [int(x) for x in sys.argv[1:]]
     hello = channel.recv(fds[0])
     if hello is None:
         return

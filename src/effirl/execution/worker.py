@@ -4,7 +4,10 @@ The parent owns every clock and every limit: it reads the child's result frames 
 ``POLL_S``, or as they arrive once the child writes a lot) and all of them once it is gone, stops the child at
 the first answer its caller rejects, enforces the per-result and total wall clock and the output cap, and kills
 the child's whole process group. A server that dies (or is killed by its child) is restarted; the
-run in flight is reported as a failure of that program, and the pool goes on.
+runs in flight are reported as a failure of the sandbox, and the pool goes on.
+
+A worker takes two runs at a time (two *lanes*, each with its own pipes): its server still runs one child at
+a time, in order, but forks the next as soon as one is over, while the parent judges the last.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 # Frame callback: (kind, index, payload) -> True to go on, False to stop the child now.
 FrameHandler = Callable[[bytes, int, Any], bool]
 POLL_S = 0.01  # how often the parent reads a running child's pipes when nothing wakes it
+LANES = 2  # runs an unmetered worker takes at a time: its server forks the next child as soon as one is over
 EAGER_BYTES = 16 * 1024  # a read this large: the child writes a lot, so every write wakes the parent
 
 
@@ -103,6 +108,14 @@ class Worker:
         self._workdir = tempfile.mkdtemp(prefix=f"effirl-w{index}-", dir=worker_base_dir())
         self.restarts = 0
         self._log_path = os.path.join(self._workdir, "server.log")
+        # Up to ``lanes`` threads may call :meth:`run` at once. The server still runs one child at a time, in the
+        # order the runs were sent, but it never waits for the parent to judge a run before it forks the next.
+        # Measured workers keep one lane: a meter sees its runs one by one, as it always did.
+        self.lanes = LANES if meter is None else 1
+        self._cond = threading.Condition()
+        self._free = list(range(self.lanes))
+        self._busy = 0
+        self._dying = False  # the server died under a run: restarted once no other run uses its pipes
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -125,19 +138,21 @@ class Worker:
 
     def start(self, timeout: float = 120.0) -> None:
         os.makedirs(self._workdir, exist_ok=True)
-        # The worker's pipes, made once: control and replies (parent <-> server), each child's pid (server ->
-        # parent, read only when needed), and the children's results, output and go signal. A run's leftovers
-        # are drained once the server says every process of it is gone.
+        # The worker's pipes, made once: control (parent -> server), the go signal, and per lane the replies, each
+        # child's pid (read only when needed), and the children's results and output. A run's leftovers are
+        # drained once the server says every process of it is gone; a child holds only its own lane's pipes.
         ctl_r, ctl_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        res_r, res_w = os.pipe()
-        out_r, out_w = os.pipe()
         go_r, go_w = os.pipe()
-        pid_r, pid_w = os.pipe()
-        for fd in (res_r, out_r, pid_r):  # the parent's own read ends: it reads only what is there
-            os.set_blocking(fd, False)
-        theirs = (ctl_r, rep_w, res_w, out_w, go_r, pid_w)
-        self._fds = _Pipes(ctl=ctl_w, rep=rep_r, res=res_r, out=out_r, go=go_w, go_drain=go_r, pid=pid_r)
+        theirs = [ctl_r, go_r]
+        lanes = []
+        for _ in range(self.lanes):  # replies, pids, results and output of the runs of one lane
+            (rep_r, rep_w), (pid_r, pid_w), (res_r, res_w), (out_r, out_w) = (os.pipe() for _ in range(4))
+            for fd in (res_r, out_r, pid_r):  # the parent's own read ends: it reads only what is there
+                os.set_blocking(fd, False)
+            theirs += [rep_w, pid_w, res_w, out_w]
+            lanes.append(_Lane(rep=rep_r, pid=pid_r, res=res_r, out=out_r))
+        self._fds = _Pipes(ctl=ctl_w, go=go_w, go_drain=go_r, lanes=tuple(lanes))
+        rep_r = lanes[0].rep
         python = os.path.realpath(sys.executable)  # the base interpreter: visible inside the sandbox
         argv = [python, "-S", "-m", "effirl.execution.server", *(str(fd) for fd in theirs)]
         writable: dict[str, str] = {}
@@ -180,7 +195,7 @@ class Worker:
         if not wait_readable([rep_r], timeout):
             self.close()
             raise WorkerError(f"worker {self.index} did not start within {timeout:.0f} s")
-        got = self._recv()
+        got = self._recv(rep_r)
         if got is None or got.get("op") != "hello":
             self._fail_start("failed to start")
         assert got is not None
@@ -203,8 +218,11 @@ class Worker:
                 channel.send(self._fds.ctl, {"op": "exit"})
             except OSError:
                 pass
-            for fd in self._fds:
+            for fd in (self._fds.ctl, self._fds.go, self._fds.go_drain):
                 os.close(fd)
+            for lane in self._fds.lanes:
+                for fd in lane:
+                    os.close(fd)
             self._fds = None
         if self.proc is not None:
             try:
@@ -230,6 +248,44 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and self._fds is not None
 
+    def ensure_started(self) -> bool:
+        """Start the server unless it runs (or another thread is replacing it); True if it was started now."""
+        with self._cond:
+            if self.proc is None and not self._busy:
+                self.start()
+                return True
+            return False
+
+    def _enter(self) -> int:
+        """Take a free lane for a run, (re)starting the server first when no run uses the old one."""
+        with self._cond:
+            while True:
+                alive = self.alive
+                if not self._busy and (self._dying or not alive):
+                    if self.proc is not None or self._fds is not None:
+                        self.restart()
+                    else:
+                        self.start()
+                    self._dying, alive = False, True
+                if self._free and alive and not self._dying:
+                    break
+                self._cond.wait()  # a lane to be free, or the run on a dead server's pipes to end
+            self._busy += 1
+            return self._free.pop()
+
+    def _leave(self, lane: int, died: bool) -> None:
+        """Give a lane back; the last run out of a dead server's pipes restarts it."""
+        with self._cond:
+            self._busy -= 1
+            self._free.append(lane)
+            self._dying = self._dying or died
+            try:
+                if self._dying and not self._busy:
+                    self.restart()
+                    self._dying = False
+            finally:
+                self._cond.notify_all()
+
     # -- one run ---------------------------------------------------------------------------------
     def run(
         self,
@@ -240,11 +296,23 @@ class Worker:
         test_timeout_s: float | None = None,
         total_timeout_s: float | None = None,
     ) -> RunOutcome:
-        """Run ``job`` in a fresh child; ``on_frame`` sees each decoded frame and may stop the child."""
-        if not self.alive:
-            self.restart()
+        """Run ``job`` in a fresh child; ``on_frame`` sees each decoded frame and may stop the child.
+
+        Safe to call from up to :attr:`lanes` threads at once."""
+        lane = self._enter()
+        outcome = RunOutcome()
+        try:
+            self._run(lane, job, inputs, inputs_key, on_frame, outcome, test_timeout_s, total_timeout_s)
+        finally:
+            self._leave(lane, outcome.stop_reason == "worker_died")
+        return outcome
+
+    def _run(self, lane_index: int, job: dict[str, Any], inputs: list[Any], inputs_key: str | None,
+             on_frame: FrameHandler, outcome: RunOutcome, test_timeout_s: float | None,
+             total_timeout_s: float | None) -> None:
         fds = self._fds
         assert fds is not None
+        lane = fds.lanes[lane_index]
         cfg = self.config
         slowdown = self.meter.slowdown if self.meter is not None else 1.0
         test_timeout = (test_timeout_s or cfg.test_timeout_s) * slowdown
@@ -256,46 +324,46 @@ class Worker:
         # every fork whatever the job (a varying heap made the child's allocator, and so its instruction count,
         # vary by up to ~2%).
         msg: dict[str, Any] = {"op": "run", "job": marshal.dumps(job), "inputs_key": inputs_key, "go": wait_go,
-                               "seed": seed}
-        if inputs_key is None or inputs_key not in self._inputs:
-            msg["inputs"] = encode_inputs(inputs)
-            if inputs_key is not None:
-                if len(self._inputs) >= 16:
-                    self._inputs.popitem(last=False)
-                self._inputs[inputs_key] = None
-        outcome = RunOutcome()
-        t0 = time.monotonic()
-        try:
-            channel.send(fds.ctl, msg)
-        except OSError:
-            outcome.stop_reason = "worker_died"
-            self.restart()
-            return outcome
-        handle, pid = None, None
-        if wait_go:
-            pid = _read_pid(fds.pid, timeout=30.0)
-            if pid is None:
+                               "seed": seed, "lane": lane_index}
+        with self._cond:  # the input cache and the order of the runs: the server takes them as they are sent
+            if inputs_key is None or inputs_key not in self._inputs:
+                msg["inputs"] = encode_inputs(inputs)
+                if inputs_key is not None:
+                    if len(self._inputs) >= 16:
+                        self._inputs.popitem(last=False)
+                    self._inputs[inputs_key] = None
+            ahead = self._busy > 1  # the other lane's run is sent and not over: this child starts after it
+            try:
+                channel.send(fds.ctl, msg)
+            except OSError:
                 outcome.stop_reason = "worker_died"
-                self.restart()
-                return outcome
+                return
+        handle, pid = None, None
+        if ahead:  # the clocks start with the child: the server forks it once the run ahead is over
+            pid = self._started(lane.pid)
+        elif wait_go:
+            pid = _read_pid(lane.pid, timeout=30.0)
+        if (ahead or wait_go) and pid is None:
+            outcome.stop_reason = "worker_died"
+            return
+        t0 = time.monotonic()
+        if wait_go:
             handle = self.meter.attach(pid)
             os.write(fds.go, b"g")
-        exited = self._supervise(fds, pid, on_frame, outcome, t0, test_timeout, total_timeout)
+        exited = self._supervise(lane, pid, on_frame, outcome, t0, test_timeout, total_timeout)
         outcome.wall_s = time.monotonic() - t0
         if wait_go:
             _drain(fds.go_drain)
         if exited is None:
             outcome.stop_reason = outcome.stop_reason or "worker_died"
-            self.restart()
-            return outcome
+            return
         outcome.exit_status = exited["status"]
         outcome.cpu_s = exited["cpu_s"]
         outcome.maxrss_kb = exited["maxrss_kb"]
         if self.meter is not None:
             outcome.meter_value = self.meter.collect(handle, self._workdir, {**exited, "server_pid": self.server_pid})
-        return outcome
 
-    def _supervise(self, fds: _Pipes, pid: int | None, on_frame: FrameHandler, outcome: RunOutcome, t0: float,
+    def _supervise(self, fds: _Lane, pid: int | None, on_frame: FrameHandler, outcome: RunOutcome, t0: float,
                    test_timeout: float, total_timeout: float) -> dict[str, Any] | None:
         """Read the child's frames and output until the server reports it gone; stop it at the first frame
         ``on_frame`` rejects, at a limit or at a deadline. Returns the server's ``exited`` message (``None``:
@@ -353,7 +421,7 @@ class Worker:
             # What arrived is read before any deadline is judged: a result just in time counts.
             ready = wait_readable(watched if eager else [fds.rep], min(deadline, now + POLL_S) - now)
             if fds.rep in ready:  # the child is gone: everything it wrote is read below
-                exited = self._recv_op("exited")
+                exited = self._recv_op(fds.rep, "exited")
                 break
             for fd in (fds.res, fds.out):
                 data = _read_now(fd)
@@ -373,7 +441,7 @@ class Worker:
                 pid = _read_pid(fds.pid, timeout=30.0)
             if pid is not None:
                 self._kill(pid)
-            exited = self._expect("exited", timeout=30.0)
+            exited = self._expect(fds.rep, "exited", timeout=30.0)
         if exited is not None:
             if pid is None:
                 _read_pid(fds.pid, timeout=0)  # written before the server reaped the child: already there
@@ -387,6 +455,13 @@ class Worker:
         outcome.output = bytes(out)
         return exited
 
+    def _started(self, fd: int) -> int | None:
+        """The pid of a lane's next child, however long the run ahead of it takes (``None``: the server died)."""
+        while not wait_readable([fd], 1.0):
+            if not self.alive:
+                return None
+        return _read_pid(fd, timeout=0)
+
     @staticmethod
     def _kill(pid: int) -> None:
         for kill in (os.killpg, os.kill):
@@ -395,35 +470,40 @@ class Worker:
             except OSError:
                 pass
 
-    def _recv(self) -> dict[str, Any] | None:
-        if self._fds is None:
-            return None
+    @staticmethod
+    def _recv(fd: int) -> dict[str, Any] | None:
         try:
-            got = channel.recv(self._fds.rep)
+            got = channel.recv(fd)
         except (OSError, ValueError, EOFError, TypeError):
             return None
         return got if isinstance(got, dict) else None
 
-    def _recv_op(self, op: str) -> dict[str, Any] | None:
-        got = self._recv()
+    def _recv_op(self, fd: int, op: str) -> dict[str, Any] | None:
+        got = self._recv(fd)
         return got if got is not None and got.get("op") == op else None
 
-    def _expect(self, op: str, timeout: float = 30.0) -> dict[str, Any] | None:
-        if self._fds is None or not wait_readable([self._fds.rep], timeout):
+    def _expect(self, fd: int, op: str, timeout: float = 30.0) -> dict[str, Any] | None:
+        if not wait_readable([fd], timeout):
             return None
-        return self._recv_op(op)
+        return self._recv_op(fd, op)
+
+
+class _Lane(NamedTuple):
+    """The parent's ends of one lane's pipes: a run in flight has its own (the server's order is ``Lane``'s)."""
+
+    rep: int  # server -> parent messages: hello and pong (lane 0), ``exited`` of the lane's runs
+    pid: int  # server -> parent: the pid of each child of the lane, as it is forked
+    res: int  # the lane's children's result frames
+    out: int  # the lane's children's stdout and stderr
 
 
 class _Pipes(NamedTuple):
     """The parent's ends of a worker's pipes."""
 
     ctl: int  # parent -> server messages
-    rep: int  # server -> parent messages
-    res: int  # children's result frames
-    out: int  # children's stdout and stderr
     go: int  # the go byte of a measured child (perf: written once the counter is attached)
     go_drain: int  # the read end of the go pipe, to drain a byte a child never read
-    pid: int  # server -> parent: the pid of each run's child
+    lanes: tuple[_Lane, ...]
 
 
 def encode_inputs(inputs: Any) -> bytes:
