@@ -727,3 +727,19 @@ def test_a_server_dying_under_two_runs_restarts_once(start_worker: Callable[...,
         assert (v.status, v.error_type) == (Status.RUNTIME_ERROR, "WorkerDied"), v
     assert w.restarts == 1 and w.server_pid != server
     assert run(w, INC).passed
+
+
+def test_a_run_that_raises_in_the_parent_leaves_nothing_behind(start_worker: Callable[..., Worker]) -> None:
+    """An exception in the caller's frame handler ends the run half-way: the worker is restarted, so neither
+    that child nor its unread frames reach the next run."""
+    w = start_worker(15)
+
+    def boom(kind: bytes, index: int, payload: Any) -> bool:
+        raise RuntimeError("caller bug")
+
+    code = "import time\ndef f(x):\n    time.sleep(0.05 * x)\n    return x + 1\n"
+    with pytest.raises(RuntimeError, match="caller bug"):
+        w.run(judge.job("tests", code, "f", "function"), [[1], [2], [40]], None, boom)
+    assert w.restarts == 1
+    v = run(w, INC)
+    assert v.passed and v.tests_run == 3

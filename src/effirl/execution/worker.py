@@ -306,10 +306,12 @@ class Worker:
         Safe to call from up to :attr:`lanes` threads at once."""
         lane = self._enter()
         outcome = RunOutcome()
+        broken = True  # a run left half-way (an exception here or in ``on_frame``) may leave a child or frames
         try:
             self._run(lane, job, inputs, inputs_key, on_frame, outcome, test_timeout_s, total_timeout_s)
+            broken = outcome.stop_reason == "worker_died"
         finally:
-            self._leave(lane, outcome.stop_reason == "worker_died")
+            self._leave(lane, broken)  # a broken lane is never used again: the server is restarted
         return outcome
 
     def _run(self, lane_index: int, job: dict[str, Any], inputs: list[Any], inputs_key: str | None,
