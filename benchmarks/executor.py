@@ -497,11 +497,16 @@ def bench(console: Console, label: str, base: list[Program], args: argparse.Name
     if statuses["pass"] != ok * args.rounds:
         console.print(f"[red]effirl verdicts: {dict(statuses)}; in-process: {ok} of {len(items)} pass[/]")
     lines = []
+
+    def overhead(r: Result) -> float:  # a slot's time per run, less what the program itself computes
+        return r.seconds * args.parallel / r.n * 1000 - compute_ms
+
     for i, r in enumerate(results[1:], start=1):
         each = sorted(rnd[0].n / rnd[0].seconds / (rnd[i].n / rnd[i].seconds) for rnd in rounds)
         spread = f" (rounds: {', '.join(f'{x:.1f}x' for x in each)})" if len(each) > 1 else ""
+        less = f"; {overhead(r) / overhead(eff):.1f}x less overhead per run" if overhead(eff) > 0 else ""
         lines.append(f"{label.split(':')[0]}: effirl / {r.name}: {eff_rate / (r.n / r.seconds):.1f}x the "
-                     f"throughput{spread}")
+                     f"throughput{spread}{less} ({overhead(eff):.2f} vs {overhead(r):.2f} ms)")
     return lines
 
 
