@@ -305,7 +305,7 @@ def test_a_quick_run_wakes_the_parent_about_once(worker: Worker, monkeypatch: py
     for _ in range(5):
         waits.clear()
         assert run(worker, spaced, [[i] for i in range(10)], [i + 1 for i in range(10)]).passed
-        if len(waits) <= 3:
+        if len(waits) <= 5:  # one wait per result (the old way) would be about 11
             return
     raise AssertionError(f"{len(waits)} waits for one quick run")
 
