@@ -113,8 +113,7 @@ class Worker:
         # Measured workers keep one lane: a meter sees its runs one by one, as it always did.
         self.lanes = LANES if meter is None else 1
         self._cond = threading.Condition()
-        self._free = list(range(self.lanes))
-        self._busy = 0
+        self._free = list(range(self.lanes))  # lanes no run holds
         self._dying = False  # the server died under a run: restarted once no other run uses its pipes
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -248,6 +247,11 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and self._fds is not None
 
+    @property
+    def _busy(self) -> int:
+        """Runs in flight (each holds a lane)."""
+        return self.lanes - len(self._free)
+
     def ensure_started(self) -> bool:
         """Start the server unless it runs (or another thread is replacing it); True if it was started now."""
         with self._cond:
@@ -275,13 +279,11 @@ class Worker:
                     self._dying = True
                     continue
                 self._cond.wait()  # a lane to be free, or the run on a dead server's pipes to end
-            self._busy += 1
             return self._free.pop()
 
     def _leave(self, lane: int, died: bool) -> None:
         """Give a lane back; the last run out of a dead server's pipes restarts it."""
         with self._cond:
-            self._busy -= 1
             self._free.append(lane)
             self._dying = self._dying or died
             try:
