@@ -6,6 +6,7 @@ test modules that need other limits start their own workers through ``start_work
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,10 @@ from effirl.execution.config import SandboxConfig
 from effirl.execution.pool import Pool
 from effirl.execution.worker import Worker
 from effirl.tasks import Task, by_id, load
+
+# Nothing in the tests may reach a model hub (none is reachable here; users' CI may have one).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Small wall-clock limits keep hostile programs (infinite loops, sleepers) cheap to test.
 TEST_SANDBOX = SandboxConfig(workers=2, test_timeout_s=2.0, total_timeout_s=20.0, cpu_s=20)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from effirl import pipeline
+from effirl import batch
 from effirl.cli import app
 from effirl.evaluation import SampleOutcome, score_task
 from effirl.evaluation.consistency import InputsMismatchError, check_inputs, check_meters, check_resume
@@ -207,17 +207,17 @@ def _samples_file(path: Path) -> Path:
 
 
 class Executions:
-    """Records the samples the pipeline actually executes (checks and measures)."""
+    """Records the samples the batch run actually executes (checks and measures)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.runs: list[list[str]] = []
-        original = pipeline._execute
+        original = batch._execute
 
         def spy(spec: Any, index: Any, todo: list[Any], results: Any, progress: Any) -> None:
             self.runs.append(sorted(s.key for s in todo))
             original(spec, index, todo, results, progress)
 
-        monkeypatch.setattr(pipeline, "_execute", spy)
+        monkeypatch.setattr(batch, "_execute", spy)
 
 
 def _evaluate(samples: Path, out: Path, meter: str = METER) -> Any:

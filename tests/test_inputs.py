@@ -1,7 +1,7 @@
 """High-contrast performance inputs: fresh generated inputs per use, calibration of the generator scale, contrast.
 
 One native worker and one callgrind worker are shared by the module (a callgrind worker takes tens of seconds
-to start); pipeline runs use the cputime meter, which needs no valgrind.
+to start); batch runs use the cputime meter, which needs no valgrind.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from effirl.inputs.calibration import (
 from effirl.inputs.perf import resolve_perf_inputs, run_seed
 from effirl.meters.callgrind import CallgrindMeter, probe
 from effirl.meters.cputime import CpuTimeMeter
-from effirl.pipeline import RunSpec, run
+from effirl.batch import RunSpec, run
 from effirl.tasks import Reference, Task, by_id, load
 from effirl.tasks.builtin_loader import builtin_dir
 
@@ -163,7 +163,7 @@ def test_same_seed_reproduces_counts(tmp_path: Path, builtin: dict[str, Task], m
     assert c1 > 1e7 and abs(c1 - c2) <= 1e-4 * c1, (c1, c2)
 
 
-def test_pipeline_records_the_seed_of_each_run(tmp_path: Path, builtin: dict[str, Task]):
+def test_batch_run_records_the_seed_of_each_run(tmp_path: Path, builtin: dict[str, Task]):
     folder = _one_task_folder(tmp_path, "count_inversions")
     samples = _samples(tmp_path, TASK, [builtin[TASK].references[-1].code])
     seen = []
@@ -321,10 +321,10 @@ def test_cli_inputs_show_and_calibrate(tmp_path: Path):
 
 
 def test_evaluations_default_to_the_shipped_calibration(tmp_path: Path, builtin: dict[str, Task], monkeypatch):
-    """No --calibration and no --scale: the pipeline takes the builtin suite's shipped scales."""
-    from effirl import pipeline
+    """No --calibration and no --scale: the batch run takes the builtin suite's shipped scales."""
+    from effirl import batch
 
-    monkeypatch.setattr(pipeline, "default_scales", lambda suite, source=None: {TASK: 123})
+    monkeypatch.setattr(batch, "default_scales", lambda suite, source=None: {TASK: 123})
     spec = RunSpec(suite="builtin", source=str(_one_task_folder(tmp_path, "count_inversions")),
                    samples=_samples(tmp_path, TASK, [builtin[TASK].references[-1].code]), out=tmp_path / "out",
                    meter=CpuTimeMeter(), sandbox=SandboxConfig(workers=1))

@@ -3,7 +3,7 @@
 Why it exists: efficiency scores compare a sample's count with reference counts, and counts are only
 comparable when taken by the same meter, in the same environment, on the same inputs. Dataset numbers
 (EvalPerf's, Mercury's LeetCode runtimes) are never used: the references are written as samples into
-``DIR/reference_samples.jsonl`` and run through the ordinary pipeline into ``DIR/references.jsonl``, which
+``DIR/reference_samples.jsonl`` and run through the ordinary batch run into ``DIR/references.jsonl``, which
 therefore resumes like any results file.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from effirl.pipeline import Progress, RunSpec, run
+from effirl.batch import Progress, RunSpec, run
 from effirl.samples import ResultsFile
 from effirl.tasks.model import Reference, Task
 
@@ -86,7 +86,7 @@ def _drop_stale(results: Path, meaning: dict[str, tuple[str, str]]) -> None:
 
 
 def measure_references(spec: RunSpec, layout: PoolLayout, progress: Progress) -> dict[str, dict[str, Any]]:
-    """Run the pool through the pipeline with ``spec``'s meter, seed and scales; records by result key."""
+    """Run the pool through the batch run with ``spec``'s meter, seed and scales; records by result key."""
 
     def prefixed(phase: str, done: int, total: int) -> None:
         progress(f"references {phase}", done, total)

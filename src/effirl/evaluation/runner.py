@@ -1,6 +1,6 @@
 """``evaluate``: run the samples and the reference pools with one meter, score them, write the report.
 
-Why it exists: it is the one entry point behind ``effirl evaluate``. It runs the samples through the pipeline
+Why it exists: it is the one entry point behind ``effirl evaluate``. It runs the samples through the batch run (``effirl.batch``)
 (verdicts, then counts; resumable), re-measures every involved task's references the same way, refuses to
 compare counts from different meters or inputs, scores each task (``scoring.score_task``), then writes
 ``results.jsonl`` (each record with ``reward``, ``dps``, ``dps_norm``, ``beyond``, ``net_ratio``),
@@ -23,7 +23,7 @@ from effirl.evaluation.references import REFERENCE_RESULTS, measure_references, 
 from effirl.evaluation.scoring import SampleOutcome, TaskScore, Tie, score_task, total
 from effirl.evaluation.summary import Summary, TaskRow, aggregate, role_metrics
 from effirl.execution.verdict import Status
-from effirl.pipeline import Progress, RunSpec, run
+from effirl.batch import Progress, RunSpec, run
 from effirl.samples import read_samples
 from effirl.scoring.reward import RewardConfig
 from effirl.tasks import Task, by_id, load
@@ -87,7 +87,7 @@ def evaluate(spec: RunSpec, progress: Progress = _noop, config: EvalConfig | Non
 
 
 def _planned_scales(spec: RunSpec, tasks: list[Task]) -> dict[str, int]:
-    """The generator scale each task's inputs will have in this run (as the pipeline picks it), where known."""
+    """The generator scale each task's inputs will have in this run (as the batch run picks it), where known."""
     out = {}
     for t in tasks:
         scale = spec.scale or spec.scales.get(t.id) or t.default_scale
@@ -97,7 +97,7 @@ def _planned_scales(spec: RunSpec, tasks: list[Task]) -> dict[str, int]:
 
 
 def _existing(path: Path) -> list[dict[str, Any]]:
-    """The records an earlier run left in ``path`` (cut or foreign lines skipped, as the pipeline does)."""
+    """The records an earlier run left in ``path`` (cut or foreign lines skipped, as the batch run does)."""
     if not path.exists():
         return []
     out = []

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from effirl.execution import judge
 from effirl.execution.pool import Pool
 from effirl.execution.worker import Worker
-from effirl.inputs.perf import PerfInput
 from effirl.tasks.model import Task
+
+
+@dataclass
+class PerfInput:
+    """One performance input: the arguments of the call, and what it must return when ``checked``."""
+
+    args: list[Any]
+    expected: Any = None
+    checked: bool = False  # whether a measured run's output must equal ``expected``
 
 
 @dataclass

@@ -56,7 +56,7 @@ FORMAT_VERSION = 1
 BUILTIN_CALIBRATION = "builtin_calibration.json"
 DEFAULT_BUDGETS = {"instructions": 2e8, "seconds": 0.5}
 
-Progress = Callable[[str, int, int], None]  # (phase, done, total), as in the pipeline
+Progress = Callable[[str, int, int], None]  # (phase, done, total), as in the batch run
 CalibrationStatus = Literal["ok", "low_contrast", "error", "no_generator"]
 
 

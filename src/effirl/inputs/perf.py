@@ -12,7 +12,7 @@ Fresh inputs per use (the seed policy):
   (``step`` = the run's or the RL step's number), so a solution cannot be tuned to, or memorize, the inputs it
   will be measured on, and the fixed public tests are never the performance inputs of a task with a generator.
 * Within one use every completion of a group (every sample of a task) is measured on the *same* inputs: the
-  pipeline resolves exactly one :class:`PerfInputSet` per task per run (``pipeline._perf_inputs``: one
+  batch run resolves exactly one :class:`PerfInputSet` per task per run (``batch._perf_inputs``: one
   :func:`resolve_perf_inputs` call per task, shared by all of the task's samples, and by the re-measured
   references), so the counts of one group are comparable.
 * The seed and the scale are recorded with every result (``record["inputs"]``, from
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from effirl.execution import judge
+from effirl.execution.measuring import PerfInput
 from effirl.execution.worker import Worker
 from effirl.tasks.model import Task
 
@@ -41,13 +42,6 @@ def __effirl_generate(scale, seed):
     import random as _random
     return generate(scale, _random.Random(seed))
 """
-
-
-@dataclass
-class PerfInput:
-    args: list[Any]
-    expected: Any = None
-    checked: bool = False  # whether a measured run's output must equal ``expected``
 
 
 @dataclass

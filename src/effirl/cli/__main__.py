@@ -1,0 +1,5 @@
+"""``python -m effirl.cli``."""
+
+from effirl.cli import app
+
+app()
