@@ -1,0 +1,1 @@
+"""Offline training data from scored samples: AST dedup, SFT rows, DPO pairs, decontamination, exports."""
