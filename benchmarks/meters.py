@@ -1,19 +1,27 @@
 """How repeatable, how costly and how faithful each meter is, on solutions of very different cost.
 
 For a few builtin tasks, the slow (first) and the fast (last) reference run on the task's generated input
-(seed 0, ``default_scale // --scale-divisor``), ``--repeats`` times each, every run in a fresh child of a warmed
-fork server (the runs of all solutions interleaved, so slow drifts of the machine hit every solution alike):
+(seed 0, ``default_scale // --scale-divisor``), ``--repeats`` times each, every run in a fresh child of a
+warmed fork server (the runs of all solutions interleaved, so slow drifts of the machine hit every solution
+alike):
 
 * repeatability: the coefficient of variation (stdev / mean) of each meter's values per solution: callgrind's
   instruction counts, perf's hardware instruction counts (where a counter opens here), cputime's CPU seconds,
   next to the CV of the wall time of the same native runs;
-* cost: seconds per measurement per meter (parent-side, a whole measurement: fork, load, run, collect), and the
-  one-time start-up of a worker (valgrind's is seconds) printed separately;
+* cost: seconds per measurement per meter (parent-side, a whole measurement: fork, load, run, collect), and
+  the one-time start-up of a worker (valgrind's is seconds) printed separately;
 * faithfulness: per task and meter, whether the slow reference counts more than the fast one (its known
   complexity is worse), with the ratio.
 
+* what a count covers: an almost empty solution, the same with ``import statistics`` (or ``doctest``), and a
+  fast reference with and without such an import, counted as a whole child from its fork (set-up and imports
+  included: what effirl counted before) and as the program's own work only (what every meter counts now: the
+  harness imports the modules a program names before its count starts). The two columns of callgrind come from
+  the same runs (the child's first dump is its set-up); cputime shows the program's CPU time.
+
 Usage: ``python benchmarks/meters.py [--repeats 10] [--tasks count_inversions,lis_length,...]``. A few minutes
-with callgrind (most of it the slow references under valgrind).
+with callgrind (most of it the slow references under valgrind). ``--imports-only``: only the last section
+(a minute).
 """
 
 from __future__ import annotations
@@ -71,7 +79,9 @@ class Series:
 
 
 def cv(xs: list[float]) -> float:
-    return statistics.pstdev(xs) / statistics.mean(xs) if len(xs) > 1 and statistics.mean(xs) else float("nan")
+    if len(xs) > 1 and statistics.mean(xs):
+        return statistics.pstdev(xs) / statistics.mean(xs)
+    return float("nan")
 
 
 def pct(x: float) -> str:
@@ -110,6 +120,82 @@ def measure_all(worker: Worker, solutions: list[Solution], repeats: int, label: 
     return out
 
 
+class SplitCallgrind(CallgrindMeter):
+    """Callgrind that also keeps the last run's (set-up, program) instructions."""
+
+    last: tuple[int, int] | None = None
+
+    def collect(self, handle: Any, workdir: str, exited: dict[str, Any]) -> float | None:
+        self.last = self.read_counts(workdir, exited)
+        return None if self.last is None else float(self.last[1])
+
+
+EMPTY = "def f(x):\n    return x\n"
+
+
+def import_programs(index: dict[str, Task]) -> list[tuple[str, str, str, list[Any]]]:
+    """(label, code, entry point, arguments): solutions that differ only by the modules they import."""
+    t = index["builtin/lis_length"]
+    fast = t.references[-1].code
+    args = [[(i * 7919) % 1000 for i in range(1000)]]
+    return [("almost empty", EMPTY, "f", [1]),
+            ("almost empty + import statistics", "import statistics\n" + EMPTY, "f", [1]),
+            ("almost empty + import doctest", "import doctest\n" + EMPTY, "f", [1]),
+            ("lis_length fast reference", fast, t.entry_point, args),
+            ("lis_length fast + import statistics", "import statistics\n" + fast, t.entry_point, args)]
+
+
+def import_costs(index: dict[str, Task], repeats: int) -> bool:
+    """The table of what a count covers; True when naming a module changes no meter's count by more than
+    10%."""
+    programs = import_programs(index)
+    table = Table(title="what a count covers: the same solution with and without an import")
+    table.add_column("solution")
+    ok = True
+    cg_ok, cg_why = callgrind.probe()
+    rows: dict[str, list[str]] = {label: [label] for label, *_ in programs}
+    if cg_ok:
+        table.add_column("callgrind: whole child (before)", justify="right")
+        table.add_column("callgrind: program only (now)", justify="right")
+        meter = SplitCallgrind()
+        w, _ = start(BASE_INDEX + 10, meter)
+        try:
+            base = None
+            for label, code, entry, args in programs:
+                r = judge.measure_once(w, code, entry, "function", args, timeout_s=600.0)
+                if not r.verdict.passed or meter.last is None:
+                    raise SystemExit(f"callgrind: {label} did not pass: {r.verdict.error_message}")
+                setup, program = meter.last
+                rows[label] += [f"{setup + program:,}", f"{program:,}"]
+                if label.endswith("import statistics") or label.endswith("import doctest"):
+                    ok &= program < 1.1 * base if base else True
+                else:
+                    base = program
+        finally:
+            w.close()
+    else:
+        console.print(f"callgrind: unavailable ({cg_why})", highlight=False)
+    table.add_column("cputime: program only, ms (median)", justify="right")
+    w, _ = start(BASE_INDEX + 11, CpuTimeMeter())
+    try:
+        for label, code, entry, args in programs:
+            values = []
+            for _ in range(repeats):
+                r = judge.measure_once(w, code, entry, "function", args, timeout_s=600.0)
+                if not r.verdict.passed or r.value is None:
+                    raise SystemExit(f"cputime: {label} did not pass: {r.verdict.error_message}")
+                values.append(r.value)
+            rows[label].append(f"{1000 * statistics.median(values):.3f}")
+    finally:
+        w.close()
+    for row in rows.values():
+        table.add_row(*row)
+    console.print(table)
+    console.print("naming an installed module leaves the count as it was" if ok
+                  else "[red]an import still changes the count[/]")
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=10)
@@ -117,9 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-divisor", type=int, default=4, help="inputs at default_scale // this")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--values", action="store_true", help="also print every measured value")
+    ap.add_argument("--imports-only", action="store_true", help="only the table of what a count covers")
     ns = ap.parse_args(argv)
 
     index = by_id(load("builtin"))
+    if ns.imports_only:
+        return 0 if import_costs(index, ns.repeats) else 1
     tasks = [index[f"builtin/{n.strip()}"] for n in ns.tasks.split(",") if n.strip()]
     native, native_start = start(BASE_INDEX, None)
     try:
@@ -143,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         meters.append(("callgrind", CallgrindMeter()))
     else:
         console.print(f"callgrind: unavailable ({cg_why})", highlight=False)
-    console.print(f"{len(solutions)} solutions x {ns.repeats} repeats, meters: {', '.join(n for n, _ in meters)}")
+    names = ", ".join(n for n, _ in meters)
+    console.print(f"{len(solutions)} solutions x {ns.repeats} repeats, meters: {names}")
     for k, (name, meter) in enumerate(meters, start=1):
         w, startup[name] = start(BASE_INDEX + k, meter)
         try:
@@ -154,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     if ns.values:
         for name, series in results.items():
             for sol, x in series.items():
-                console.print(f"{name:9s} {sol:24s} {' '.join(f'{v:.9g}' for v in x.values)}", highlight=False)
+                values = " ".join(f"{v:.9g}" for v in x.values)
+                console.print(f"{name:9s} {sol:24s} {values}", highlight=False)
 
-    # -- repeatability -------------------------------------------------------------------------------------------
+    # -- repeatability
+    # -------------------------------------------------------------------------------------------
     table = Table(title=f"repeatability: coefficient of variation over {ns.repeats} fresh children")
     table.add_column("solution")
     table.add_column("complexity")
@@ -202,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_row("wall time (native)", pct(statistics.median(walls)), pct(max(walls)))
     console.print(summary)
 
-    # -- cost ----------------------------------------------------------------------------------------------------
+    # -- cost
+    # ----------------------------------------------------------------------------------------------------
     cost = Table(title="cost per measurement (parent-side seconds: fork, load, run, collect)")
     cost.add_column("meter")
     cost.add_column("worker start-up s (once)", justify="right")
@@ -217,9 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         cost.add_row(name, f"{startup[name]:.2f}", f"{mean:.3f}", f"{min(per.values()):.3f}",
                      f"{max(per.values()):.3f}", f"{mean / base:.1f}x")
     console.print(cost)
-    console.print(f"native worker start-up (generators): {startup['native (no meter)']:.2f} s", highlight=False)
+    console.print(f"native worker start-up (generators): {startup['native (no meter)']:.2f} s",
+                  highlight=False)
 
-    # -- faithfulness --------------------------------------------------------------------------------------------
+    # -- faithfulness
+    # --------------------------------------------------------------------------------------------
     order = Table(title="slow reference > fast reference? (median value ratio slow/fast)")
     order.add_column("task")
     order.add_column("slow / fast complexity")
@@ -228,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     order.add_column("wall time", justify="right")
     all_ok = True
     for t in tasks:
-        slow_name, fast_name = f"{t.id.removeprefix('builtin/')} slow", f"{t.id.removeprefix('builtin/')} fast"
+        short = t.id.removeprefix("builtin/")
+        slow_name, fast_name = f"{short} slow", f"{short} fast"
         row = [t.id.removeprefix("builtin/"), f"{t.references[0].complexity} / {t.references[-1].complexity}"]
         for name, series in list(results.items()) + [("wall", results["cputime"])]:
             pick = (lambda x: x.wall) if name == "wall" else (lambda x: x.values)
@@ -240,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(order)
     console.print("order matches the known complexity for every meter" if all_ok
                   else "[red]order does NOT match the known complexity somewhere[/]")
-    return 0 if all_ok else 1
+    imports_ok = import_costs(index, ns.repeats)
+    return 0 if all_ok and imports_ok else 1
 
 
 if __name__ == "__main__":

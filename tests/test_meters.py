@@ -42,9 +42,9 @@ needs_callgrind = pytest.mark.skipif(not CALLGRIND_OK, reason=f"callgrind unavai
 
 TASKS = load("builtin")
 SEED = 0
-# The slow references run ~1e9 instructions at the default scales: ~25 s each under callgrind. A quarter of the
-# default scale keeps every task's slow reference 5-140x above its fast one at ~1-3 s (the whole suite in ~1.5
-# minutes on two workers).
+# The slow references run ~1e9 instructions at the default scales: ~25 s each under callgrind. A quarter of
+# the default scale keeps every task's slow reference 5-140x above its fast one at ~1-3 s (the whole suite in
+# ~1.5 minutes on two workers).
 TASK_SCALE_DIVISOR = 4
 MEASURE_TIMEOUT_S = 300.0
 NATIVE_INDEX = 7  # children of worker k run as uid base_uid + k: keep clear of the pools' 0 and 1
@@ -66,7 +66,8 @@ def count(worker: Worker, code: str, args: list[Any], entry: str = "f") -> float
 
 
 def _server_env(meter: Any) -> dict[str, str]:
-    """The environment a worker with ``meter`` gives its fork server (and valgrind, where it wraps the server)."""
+    """The environment a worker with ``meter`` gives its fork server (and valgrind, where it wraps the
+    server)."""
     w = Worker(0, SandboxConfig(), meter)
     try:
         return w._env()
@@ -74,7 +75,8 @@ def _server_env(meter: Any) -> dict[str, str]:
         w.remove_workdir()
 
 
-# -- fixtures ---------------------------------------------------------------------------------------------------
+# -- fixtures
+# ---------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,8 @@ def cg_pool() -> Iterator[Pool]:
 
 @pytest.fixture(scope="module")
 def cg(cg_pool: Pool) -> Worker:
-    """The first worker of the callgrind pool, started: sequential measurements in fresh children of one server."""
+    """The first worker of the callgrind pool, started: sequential measurements in fresh children of one
+    server."""
     w = cg_pool.workers[0]
     if not w.alive:
         w.start()
@@ -108,7 +111,8 @@ def task(name: str) -> Task:
     return next(t for t in TASKS if t.id == f"builtin/{name}")
 
 
-# -- callgrind: exact repeats ------------------------------------------------------------------------------------
+# -- callgrind: exact repeats
+# ------------------------------------------------------------------------------------
 
 
 def _churn(native: Worker) -> tuple[str, list[Any], str]:
@@ -127,7 +131,8 @@ def _count_inversions(native: Worker) -> tuple[str, list[Any], str]:
 ])
 def test_callgrind_repeats_within_a_hundredth_of_a_percent(cg: Worker, native: Worker,
                                                            sample: Callable[[Worker], Any]) -> None:
-    """As in a real run, other programs are measured in between (the server's state moves on between repeats)."""
+    """As in a real run, other programs are measured in between (the server's state moves on between
+    repeats)."""
     code, args, entry = sample(native)
     t = task("lis_length")
     others = [(t.references[-1].code, generate_input(native, t, 200, SEED), t.entry_point),
@@ -143,13 +148,15 @@ def test_callgrind_repeats_within_a_hundredth_of_a_percent(cg: Worker, native: W
     assert c <= 1e-4, values
 
 
-# -- callgrind: slow references count more than fast ones, on every builtin task ---------------------------------
+# -- callgrind: slow references count more than fast ones, on every builtin task
+# ---------------------------------
 
 
 @needs_callgrind
 def test_slow_reference_counts_more_than_fast_on_every_builtin_task(cg_pool: Pool, native: Worker) -> None:
     assert len(TASKS) >= 40
-    inputs = {t.id: generate_input(native, t, max(1, t.default_scale // TASK_SCALE_DIVISOR), SEED) for t in TASKS}
+    inputs = {t.id: generate_input(native, t, max(1, t.default_scale // TASK_SCALE_DIVISOR), SEED)
+              for t in TASKS}
     items = [(t, which) for t in TASKS for which in (0, -1)]
 
     def work(worker: Worker, item: tuple[Task, int]) -> judge.MeasureResult:
@@ -159,7 +166,8 @@ def test_slow_reference_counts_more_than_fast_on_every_builtin_task(cg_pool: Poo
     got: dict[tuple[str, int], judge.MeasureResult] = {}
     for (t, which), r in cg_pool.map(work, items):
         got[(t.id, which)] = r
-    failed = [(k, r.verdict.status.value, r.verdict.error_message) for k, r in got.items() if not r.verdict.passed]
+    failed = [(k, r.verdict.status.value, r.verdict.error_message) for k, r in got.items()
+              if not r.verdict.passed]
     assert not failed
     wrong_order = []
     print()
@@ -172,7 +180,8 @@ def test_slow_reference_counts_more_than_fast_on_every_builtin_task(cg_pool: Poo
     assert not wrong_order
 
 
-# -- callgrind: nothing carries over from one measured child to the next -----------------------------------------
+# -- callgrind: nothing carries over from one measured child to the next
+# -----------------------------------------
 
 WORK = """
 def work(n):
@@ -228,7 +237,8 @@ def test_a_cache_does_not_carry_over_to_the_next_measurement(cg: Worker, kind: s
     second = count(cg, code, [n, 1])
     twice_in_one_child = count(cg, code, [n, 2])
     nothing = count(cg, "def f(n, calls=1):\n    return 0\n", [n, 1])
-    print(f"\n{kind}: first {first:,.0f}, second {second:,.0f}, two calls in one child {twice_in_one_child:,.0f}, "
+    print(f"\n{kind}: first {first:,.0f}, second {second:,.0f}, "
+          f"two calls in one child {twice_in_one_child:,.0f}, "
           f"empty program {nothing:,.0f}")
     # The cache works inside one child (the second call is nearly free) ...
     assert twice_in_one_child < 1.2 * first
@@ -259,7 +269,8 @@ def f(n):
     return 0
 """, [n])
     nothing = count(cg, "def f(n):\n    return 0\n", [n])
-    print(f"\ninline {inline:,.0f}, in a thread {threaded:,.0f}, unjoined thread {unjoined:,.0f}, nothing {nothing:,.0f}")
+    print(f"\ninline {inline:,.0f}, in a thread {threaded:,.0f}, unjoined thread {unjoined:,.0f}, "
+          f"nothing {nothing:,.0f}")
     assert abs(threaded - inline) / inline < 0.05
     assert abs(unjoined - inline) / inline < 0.05
     assert threaded > 50 * nothing
@@ -271,12 +282,14 @@ def test_module_top_level_work_is_counted(cg: Worker) -> None:
     at_import = count(cg, f"TABLE = [i * i % 7 for i in range({n})]\n\ndef f(i):\n    return TABLE[i]\n", [5])
     in_call = count(cg, f"def f(i):\n    table = [j * j % 7 for j in range({n})]\n    return table[i]\n", [5])
     nothing = count(cg, "def f(i):\n    return i * i % 7\n", [5])
-    print(f"\nprecomputed at import {at_import:,.0f}, computed in the call {in_call:,.0f}, nothing {nothing:,.0f}")
+    print(f"\nprecomputed at import {at_import:,.0f}, computed in the call {in_call:,.0f}, "
+          f"nothing {nothing:,.0f}")
     assert at_import > 20 * nothing
     assert abs(at_import - in_call) / in_call < 0.1
 
 
-# -- callgrind: the program cannot reset, pause or escape the count ----------------------------------------------
+# -- callgrind: the program cannot reset, pause or escape the count
+# ----------------------------------------------
 
 # x86-64 valgrind client request (valgrind.h): rax = &args, rdx = default, preamble, xchg rbx,rbx.
 CLIENT_REQUEST = "4889f84889f248c1c70348c1c70d48c1c73d48c1c7334887db4889d0c3"
@@ -300,64 +313,147 @@ def f(n):
 """, [100_000])
     assert not r.verdict.passed and r.value is None
     assert (r.verdict.status, r.verdict.error_type) == (Status.RUNTIME_ERROR, "PermissionError"), r.verdict
-    assert (r.verdict.error_message or "").startswith("effirl sandbox:") and "ctypes" in r.verdict.error_message
+    message = r.verdict.error_message or ""
+    assert message.startswith("effirl sandbox:") and "ctypes" in message
 
 
-def test_callgrind_command_counts_from_the_fork(tmp_path: Path) -> None:
+def test_callgrind_command_counts_from_the_fork_and_dumps_where_the_program_starts(tmp_path: Path) -> None:
     cmd = CallgrindMeter().wrap_command(["python", "-m", "effirl.execution.server", "4"], str(tmp_path))
-    assert "--zero-before=PyOS_AfterFork_Child" in cmd  # the only zero point: forking is refused while measuring
+    assert "--zero-before=PyOS_AfterFork_Child" in cmd  # the only zero point (no forking while measuring)
+    assert "--dump-before=lockf*" in cmd  # the harness's mark: the child's set-up goes to its first dump
     assert not [a for a in cmd if a.startswith(("--toggle-collect", "--collect-atstart"))]
+    assert [a for a in cmd if a.startswith("--zero-before")] == ["--zero-before=PyOS_AfterFork_Child"]
     assert cmd[-4:] == ["python", "-m", "effirl.execution.server", "4"]
     assert _server_env(CallgrindMeter())["LD_BIND_NOW"] == "1"  # valgrind's guest binds every symbol early
-    assert (tmp_path / "meter").is_dir()  # made before valgrind starts: it checks its output folder at start-up
+    assert (tmp_path / "meter").is_dir()  # made before valgrind starts: it checks its output folder then
 
 
-def _dump(folder: Path, name: str, summary: int) -> None:
-    (folder / name).write_text(f"# callgrind format\nversion: 1\nevents: Ir\nsummary: {summary}\n"
-                               f"fn=(1) main\n0 {summary}\ntotals: {summary + 5}\n")
+def _dump(folder: Path, name: str, summary: int, *, part: int | None = None, pid: int | None = None,
+          trigger: str | None = None) -> None:
+    """A callgrind dump as valgrind 3.19 writes it (header fields only where they matter)."""
+    stem = name.split(".")
+    pid = pid if pid is not None else int(stem[1])
+    part = part if part is not None else (int(stem[2]) if len(stem) > 2 else 1)
+    trigger = trigger or ("--dump-before=lockf" if len(stem) > 2 else "Program termination")
+    (folder / name).write_text(f"# callgrind format\nversion: 1\ncreator: callgrind-3.19.0\npid: {pid}\n"
+                               f"cmd:  python -S -m effirl.execution.server\npart: {part}\n\n"
+                               f"desc: I1 cache: \ndesc: Timerange: Basic block 0 - 99\n"
+                               f"desc: Trigger: {trigger}\n\n"
+                               f"positions: line\nevents: Ir\nsummary: {summary}\n\n"
+                               f"fn=(1) main\n0 {summary}\n\ntotals: {summary + 5}\n")
 
 
-def test_callgrind_collect_sums_the_dumps_and_refuses_anything_odd(tmp_path: Path) -> None:
+def _child(folder: Path, pid: int, setup: int, *program: int) -> None:
+    """The dumps one measured child leaves: its set-up (part 1), then the program's parts, the last at
+    exit."""
+    _dump(folder, f"cg.{pid}.1", setup)
+    for n, value in enumerate(program[:-1], start=2):
+        _dump(folder, f"cg.{pid}.{n}", value)
+    _dump(folder, f"cg.{pid}", program[-1], part=len(program) + 1)
+
+
+def test_callgrind_collect_drops_the_set_up_and_sums_the_program_dumps(tmp_path: Path) -> None:
     meter = CallgrindMeter()
     folder = tmp_path / "meter"
     folder.mkdir()
     exited = {"status": 0, "cpu_s": 0.2, "server_pid": 77}
-    _dump(folder, "cg.77", 10**9)  # the server's own dump: never a run's
-    _dump(folder, "cg.100", 5_000_000)
-    _dump(folder, "cg.101", 1_000)  # a process the run forked
-    assert meter.collect(None, str(tmp_path), exited) == 5_001_000.0
-    assert sorted(p.name for p in folder.iterdir()) == ["cg.77"]  # read once, then removed
-    assert meter.collect(None, str(tmp_path), exited) is None  # no dump: no count
-    _dump(folder, "cg.102", 5_000_000)
+    _dump(folder, "cg.77", 10**9)  # the server's own dumps: never a run's
+    _dump(folder, "cg.77.1", 10**9)
+    _child(folder, 3, 400_000, 5_000_000)
+    assert meter.collect(None, str(tmp_path), exited) == 5_000_000.0  # the set-up (part 1) is not counted
+    assert sorted(p.name for p in folder.iterdir()) == ["cg.77", "cg.77.1"]  # read once, then removed
+    _child(folder, 4, 400_000, 1_000, 2_000, 3_000)  # a program that reached the mark again: all summed
+    assert meter.collect(None, str(tmp_path), exited) == 6_000.0
+    assert meter.read_counts(str(tmp_path), exited) is None  # no dump: no count
+    _child(folder, 5, 400_000, 5_000_000)
     assert meter.collect(None, str(tmp_path), {**exited, "status": 9}) is None  # killed by a signal
-    # Odd entries (no audit event stops os.mkfifo/os.mknod): removed, never read blocking, the run refused.
-    for odd in ("fifo", "dir", "empty", "link", "other"):
-        _dump(folder, "cg.103", 5_000_000)
-        if odd == "fifo":
-            os.mkfifo(folder / "cg.x")
-        elif odd == "dir":
-            (folder / "cg.x").mkdir()
-        elif odd == "empty":
-            (folder / "cg.x").write_text("")
-        elif odd == "link":
-            (folder / "cg.x").symlink_to(folder / "cg.103")
-        else:
+
+
+@pytest.mark.parametrize("case", [
+    "only the set-up dump", "only the final dump", "two processes", "final part number wrong",
+    "a part missing", "a part cut at another point", "final not cut at the end", "a fifo", "a folder",
+    "an empty file", "a symlink", "a hard link", "another name", "a header without summary",
+    "negative summary",
+])
+def test_callgrind_collect_refuses_dumps_that_are_not_one_childs_sequence(tmp_path: Path, case: str) -> None:
+    """Whatever a program manages to leave in the dump folder (os.mkfifo and os.mknod raise no audit event),
+    the run is uncountable: nothing placed there can pass for part of the program's sequence or hide its
+    work."""
+    meter = CallgrindMeter()
+    folder = tmp_path / "meter"
+    folder.mkdir()
+    exited = {"status": 0, "cpu_s": 0.2, "server_pid": 77}
+    _dump(folder, "cg.77", 10**9)
+    if case == "only the set-up dump":
+        _dump(folder, "cg.3.1", 400_000)
+    elif case == "only the final dump":
+        _dump(folder, "cg.3", 5_000_000, part=1)
+    elif case == "two processes":
+        _child(folder, 3, 400_000, 5_000_000)
+        _child(folder, 4, 400_000, 5_000_000)
+    elif case == "final part number wrong":
+        _dump(folder, "cg.3.1", 400_000)
+        _dump(folder, "cg.3", 5_000_000, part=3)
+    elif case == "a part missing":
+        _dump(folder, "cg.3.1", 400_000)
+        _dump(folder, "cg.3", 5_000_000, part=3)
+        _dump(folder, "cg.3.7", 1, part=2)
+    elif case == "a part cut at another point":
+        _dump(folder, "cg.3.1", 400_000, trigger="Client Request: ZERO")
+        _dump(folder, "cg.3", 5_000_000, part=2)
+    elif case == "final not cut at the end":
+        _dump(folder, "cg.3.1", 400_000)
+        _dump(folder, "cg.3", 5_000_000, part=2, trigger="--dump-before=lockf")
+    else:
+        _child(folder, 3, 400_000, 5_000_000)
+        odd = folder / "cg.3.2"
+        if case == "a fifo":
+            os.mkfifo(odd)
+        elif case == "a folder":
+            odd.mkdir()
+        elif case == "an empty file":
+            odd.write_text("")
+        elif case == "a symlink":
+            (folder / "cg.3").unlink()
+            (folder / "cg.3").symlink_to(tmp_path / "elsewhere")
+            _dump(tmp_path, "elsewhere", 10, pid=3, part=2)
+        elif case == "a hard link":
+            os.link(folder / "cg.3", tmp_path / "kept")
+        elif case == "another name":
             (folder / "notes").write_text("summary: 1\n")
-        assert meter.collect(None, str(tmp_path), exited) is None, odd
-        assert sorted(p.name for p in folder.iterdir()) == ["cg.77"], odd
+        elif case == "a header without summary":
+            (folder / "cg.3").write_text("pid: 3\npart: 2\ndesc: Trigger: Program termination\n")
+        elif case == "negative summary":
+            _dump(folder, "cg.3", -5_000_000, part=2)
+    assert meter.collect(None, str(tmp_path), exited) is None, case
+    assert sorted(p.name for p in folder.iterdir()) == ["cg.77"], case  # removed: the next run starts clean
+
+
+def test_split_counts_reads_parts_in_order() -> None:
+    d = callgrind.Dump
+    dumps = {"cg.9": d(9, 3, "Program termination", 30), "cg.9.2": d(9, 2, "--dump-before=lockf64", 20),
+             "cg.9.1": d(9, 1, "--dump-before=lockf", 10)}
+    assert callgrind.split_counts(dumps) == (10, 50)
+    assert callgrind.split_counts({"cg.9": d(9, 1, "Program termination", 30)}) is None
+    many = {f"cg.9.{n}": d(9, n, "--dump-before=lockf", 1) for n in range(1, callgrind.MAX_DUMPS + 1)}
+    many["cg.9"] = d(9, callgrind.MAX_DUMPS + 1, "Program termination", 1)
+    assert callgrind.split_counts(many) is None  # more dumps than the meter reads
 
 
 def test_callgrind_refuses_a_count_implausibly_small_for_the_cpu_used(tmp_path: Path) -> None:
-    """A counter zeroed or paused from native code leaves a tiny count after seconds of CPU: refused."""
+    """A counter zeroed or paused from native code leaves a tiny count after seconds of CPU: refused. The CPU
+    of the set-up (imports) is judged with the set-up's instructions."""
     folder = tmp_path / "meter"
     folder.mkdir()
     meter = CallgrindMeter()
-    for count_, cpu_s, ok in ((50_000, 0.3, True), (50_000, 1.2, False), (50_000_000, 3.0, True),
-                              (3_000_000, 3.0, False), (400_000, 0.6, True)):
-        _dump(folder, "cg.5", count_)
+    for setup, count_, cpu_s, ok in ((0, 50_000, 0.3, True), (0, 50_000, 1.2, False),
+                                     (0, 50_000_000, 3.0, True), (0, 3_000_000, 3.0, False),
+                                     (0, 400_000, 0.6, True), (50_000_000, 50_000, 3.0, True),
+                                     (1_000_000, 50_000, 3.0, False)):
+        _child(folder, 5, setup, count_)
         got = meter.collect(None, str(tmp_path), {"status": 0, "cpu_s": cpu_s, "server_pid": 1})
-        assert (got == count_) if ok else (got is None), (count_, cpu_s)
-        assert callgrind.plausible(count_, cpu_s) is ok
+        assert (got == count_) if ok else (got is None), (setup, count_, cpu_s)
+        assert callgrind.plausible(setup + count_, cpu_s) is ok
 
 
 @needs_callgrind
@@ -399,13 +495,16 @@ def f(n):
 """, [300_000])
     assert r.value is None
     assert (r.verdict.status, r.verdict.error_type) == (Status.RUNTIME_ERROR, "PermissionError")
-    # Refused either at the import (the server no longer holds the module) or at the call (a server that does).
+    # Refused either at the import (the server no longer holds the module) or at the call (a server that
+    # does).
     assert r.verdict.error_message in ("effirl sandbox: starting processes is not allowed while measuring",
-                                       "effirl sandbox: importing _posixsubprocess is not allowed while measuring")
+                                       "effirl sandbox: importing _posixsubprocess is not allowed while "
+                                       "measuring")
     reimport = measure(cg, "import sys\n\ndef f(n):\n    sys.modules.pop('_posixsubprocess', None)\n"
                            "    import _posixsubprocess\n    return 0\n", [0])
     assert reimport.verdict.error_type == "PermissionError"
-    assert reimport.verdict.error_message == "effirl sandbox: importing _posixsubprocess is not allowed while measuring"
+    assert reimport.verdict.error_message == (
+        "effirl sandbox: importing _posixsubprocess is not allowed while measuring")
 
 
 @needs_callgrind
@@ -419,8 +518,8 @@ def f(n):
     while frame is not None and "protected" not in (frame.f_locals.get("job") or {}):
         frame = frame.f_back
     folder = frame.f_locals["job"]["protected"][0] + "/meter"
-    os.mkfifo(folder + "/cg.fifo")
-    os.mkdir(folder + "/cg.dir")
+    os.mkfifo(folder + "/cg.fifo")  # neither raises an audit event
+    os.mknod(folder + "/cg.node")
     return n
 """
     done: dict[str, judge.MeasureResult] = {}
@@ -436,7 +535,8 @@ def f(n):
     assert count(cg, "def f(n):\n    return n\n", [1]) > 0
 
 
-# -- the measurement record --------------------------------------------------------------------------------------
+# -- the measurement record
+# --------------------------------------------------------------------------------------
 
 
 def test_measurement_record_names_meter_version_and_environment() -> None:
@@ -466,7 +566,8 @@ def test_check_same_meter_refuses_mixed_meters_and_environments() -> None:
         check_same_meter([a, other_version])
 
 
-# -- perf: the decisions, with a fake perf_event_open ------------------------------------------------------------
+# -- perf: the decisions, with a fake perf_event_open
+# ------------------------------------------------------------
 
 
 def fake_syscall(result: int, calls: list[tuple[bytes, int, int, int, int]] | None = None) -> perf.Syscall:
@@ -580,7 +681,8 @@ def test_select_auto_falls_back_to_callgrind(caplog: pytest.LogCaptureFixture) -
 
 def test_select_auto_falls_back_to_cputime_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="effirl.meters.select"):
-        m = select_meter("auto", perf_probe=_no("no PMU here"), callgrind_probe=_no("valgrind is not installed"))
+        m = select_meter("auto", perf_probe=_no("no PMU here"),
+                         callgrind_probe=_no("valgrind is not installed"))
     assert isinstance(m, CpuTimeMeter)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert CPUTIME_WARNING in warnings
@@ -596,7 +698,8 @@ def test_select_auto_takes_perf_whatever_callgrind_says(perf_ok: bool) -> None:
 def test_select_explicit_meters(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(EffirlError, match="meter 'perf' is not available here: .*no PMU here"):
         select_meter("perf", perf_probe=_no("no PMU here"), callgrind_probe=_ok())
-    with pytest.raises(EffirlError, match="meter 'callgrind' is not available here: valgrind is not installed"):
+    with pytest.raises(EffirlError,
+                       match="meter 'callgrind' is not available here: valgrind is not installed"):
         select_meter("callgrind", perf_probe=_ok(), callgrind_probe=_no("valgrind is not installed"))
     with pytest.raises(EffirlError, match="unknown meter 'pmu'"):
         select_meter("pmu")
@@ -635,7 +738,8 @@ def test_perf_counts_real_instructions(native: Worker) -> None:
     assert cv(slow) < 0.01
 
 
-# -- cputime ---------------------------------------------------------------------------------------------------
+# -- cputime
+# ---------------------------------------------------------------------------------------------------
 
 
 def test_cputime_meter_measures_seconds() -> None:
@@ -653,7 +757,8 @@ def test_cputime_meter_measures_seconds() -> None:
     assert CpuTimeMeter.unit == "seconds"
 
 
-# -- the CLI ---------------------------------------------------------------------------------------------------
+# -- the CLI
+# ---------------------------------------------------------------------------------------------------
 
 CLI_TASKS = ("lis_length", "pair_sum_count")
 CLI_SCALE = 500
@@ -673,7 +778,8 @@ def test_cli_measure_with_callgrind_writes_counts_and_meter(tmp_path: Path) -> N
             lines.append(json.dumps({"task_id": t.id, "solution": t.references[which].code}))
     samples.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["measure", "--suite", "builtin", "--samples", str(samples), "--out", str(out),
+    result = CliRunner().invoke(app, ["measure", "--suite", "builtin", "--samples", str(samples),
+                                      "--out", str(out),
                                       "--meter", "callgrind", "--scale", str(CLI_SCALE), "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert "meter: callgrind" in result.output

@@ -6,6 +6,7 @@ where it stopped. Measuring uses a second pool whose workers carry the meter (un
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -16,8 +17,8 @@ from typing import Any
 
 from effirl.execution.checking import ExpectedOutputs, Sample, check_samples, prepare
 from effirl.execution.config import SandboxConfig
+from effirl.execution.executor import ExecutorConfig, SandboxPool, make_pool
 from effirl.execution.measuring import MeasureItem, measure_items
-from effirl.execution.pool import Pool
 from effirl.execution.verdict import Status, Verdict
 from effirl.inputs.calibration import default_scales
 from effirl.inputs.perf import PerfInputSet, resolve_perf_inputs
@@ -42,6 +43,7 @@ class RunSpec:
     repeats: int = 1
     scales: dict[str, int] = field(default_factory=dict)  # calibrated scale per task; {}: default_scales()
     results_name: str = "results.jsonl"  # evaluate measures the references into references.jsonl
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # local processes, or actors on Ray
 
     def __post_init__(self) -> None:
         if not self.scales:  # no calibration given: the suite's shipped one (builtin), if any
@@ -64,6 +66,7 @@ def run(spec: RunSpec, progress: Progress = _noop) -> list[dict[str, Any]]:
     tasks, samples = load_run(spec)
     index = by_id(tasks)
     spec.out.mkdir(parents=True, exist_ok=True)
+    record_run(spec, samples)
     measuring = spec.meter is not None
     with ResultsFile(spec.out / spec.results_name) as results:
         todo = [s for s in samples if not _finished(results.done.get(s.key), measuring)]
@@ -85,7 +88,8 @@ def _finished(rec: dict[str, Any] | None, measuring: bool) -> bool:
 
 def _record(sample: Sample, verdict: Verdict) -> dict[str, Any]:
     rec: dict[str, Any] = {"key": sample.key, "task_id": sample.task_id, "index": sample.index,
-                           "status": verdict.status.value, "verdict": verdict.model_dump(mode="json")}
+                           "status": verdict.status.value, "verdict": verdict.model_dump(mode="json"),
+                           "sample_digest": sample_digest(sample.record)}
     for extra in ("reference", "complexity"):
         if extra in sample.record:
             rec[extra] = sample.record[extra]
@@ -96,7 +100,8 @@ def _execute(spec: RunSpec, index: dict[str, Task], todo: list[Sample], results:
              progress: Progress) -> None:
     passing: list[tuple[Sample, dict[str, Any]]] = []
     measuring = spec.meter is not None
-    with Pool(spec.sandbox.with_imports_of(t.checker for t in index.values())) as pool:
+    box = spec.sandbox.with_imports_of(t.checker for t in index.values())
+    with make_pool(box, executor=spec.executor) as pool:
         done = 0
         for sample, verdict in check_samples(pool, index, todo, ExpectedOutputs()):
             rec = _record(sample, verdict)
@@ -112,7 +117,7 @@ def _execute(spec: RunSpec, index: dict[str, Task], todo: list[Sample], results:
     _measure(spec, index, passing, inputs, results, progress)
 
 
-def _perf_inputs(pool: Pool, spec: RunSpec, tasks: list[Task]) -> dict[str, PerfInputSet | str]:
+def _perf_inputs(pool: SandboxPool, spec: RunSpec, tasks: list[Task]) -> dict[str, PerfInputSet | str]:
     """One set of inputs per task for this run (same for every sample of the task), or an error message."""
     out: dict[str, PerfInputSet | str] = {}
 
@@ -150,7 +155,8 @@ def _measure(spec: RunSpec, index: dict[str, Task], passing: list[tuple[Sample, 
     recs = {s.key: rec for s, rec in passing}
     done = 0
     meter = spec.meter
-    with Pool(spec.sandbox.with_imports_of(t.checker for t in index.values()), meter=meter) as mpool:
+    with make_pool(spec.sandbox.with_imports_of(t.checker for t in index.values()), meter=meter,
+                   executor=spec.executor) as mpool:
         for item, result in measure_items(mpool, items):
             done += 1
             progress("measure", done, len(items))
@@ -184,3 +190,47 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     tmp.replace(path)
+
+
+RUN_FILE = "run.json"
+"""Which samples each results file of a folder scored: ``{results name: {suite, source, samples,
+samples_sha256, ...}}``. ``effirl data`` joins results with their samples through it, and refuses a samples
+file changed since."""
+
+
+def sample_digest(record: dict[str, Any]) -> str:
+    """A short digest of one sample line, kept in its result so that a join can tell a line that changed."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def samples_sha256(path: Path | None, samples: list[Sample]) -> str:
+    """The sha256 of the samples file's bytes; without a file (the suite's references), of their lines."""
+    h = hashlib.sha256()
+    if path is not None:
+        with Path(path).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    else:
+        for s in samples:
+            h.update(json.dumps(s.record, sort_keys=True, default=str).encode() + b"\n")
+    return h.hexdigest()
+
+
+def record_run(spec: RunSpec, samples: list[Sample]) -> None:
+    """Note in ``OUT/run.json`` which samples ``spec.results_name`` holds results of (at a run's start)."""
+    path = spec.out / RUN_FILE
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except ValueError:
+        runs = {}
+    if not isinstance(runs, dict):
+        runs = {}
+    source = spec.source
+    runs[spec.results_name] = {
+        "suite": spec.suite,
+        "source": str(Path(source).resolve()) if source and Path(source).exists() else source,
+        "samples": str(Path(spec.samples).resolve()) if spec.samples is not None else None,
+        "samples_sha256": samples_sha256(spec.samples, samples), "n_samples": len(samples),
+        "meter": spec.meter.name if spec.meter is not None else None,
+    }
+    write_json(path, runs)

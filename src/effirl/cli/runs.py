@@ -27,17 +27,34 @@ SeedOpt = typer.Option(0, "--seed", help="Seed of the generated performance inpu
 ScaleOpt = typer.Option(None, "--scale", help="Generator scale (default: calibrated or the task's)")
 RepeatsOpt = typer.Option(1, "--repeats", help="Measurements per input, each in a fresh process")
 CalibrationOpt = typer.Option(None, "--calibration", help="Calibrated scales (effirl inputs calibrate)")
+ExecutorOpt = typer.Option("local", "--executor", help="local | ray (sandbox workers as Ray actors)")
+RayAddressOpt = typer.Option(None, "--ray-address", help="With --executor ray: auto (a running cluster), "
+                             "HOST:PORT or ray://HOST:PORT; default: RAY_ADDRESS, else a local Ray instance")
+
+
+def _executor(kind: str, address: str | None) -> Any:
+    """The executor of ``--executor`` and ``--ray-address`` (a bad combination is one error line)."""
+    from effirl.errors import InputFormatError
+    from effirl.execution.executor import ExecutorConfig
+
+    if kind not in ("local", "ray"):
+        raise InputFormatError("command line", f"unknown executor {kind!r}; choose local or ray",
+                               field="--executor")
+    if address is not None and kind != "ray":
+        raise InputFormatError("command line", "only applies with --executor ray", field="--ray-address")
+    return ExecutorConfig(kind=kind, address=address)
 
 
 def _measured_spec(suite: str, source: str | None, samples: Path | None, out: Path, meter: str, workers: int | None,
-                   isolation: str, seed: int, scale: int | None, repeats: int, calibration: Path | None) -> Any:
-    """The run of ``measure`` and ``evaluate``: a meter, seeded inputs, calibrated scales."""
+                   isolation: str, seed: int, scale: int | None, repeats: int, calibration: Path | None,
+                   executor: Any) -> Any:
+    """The run of ``measure`` and ``evaluate``: a meter, seeded inputs, calibrated scales, an executor."""
     from effirl.batch import RunSpec
     from effirl.meters import select_meter
 
     spec = RunSpec(suite=suite, source=source, samples=samples, out=out, meter=select_meter(meter),
                    sandbox=sandbox_config(workers, isolation, None), inputs_seed=seed, scale=scale, repeats=repeats,
-                   scales=_scales(calibration))
+                   scales=_scales(calibration), executor=executor)
     console.print(f"meter: {spec.meter.name} ({spec.meter.version()})")
     return spec
 
@@ -68,12 +85,14 @@ def _run_and_report(spec: Any) -> None:
 @friendly
 def check(suite: str = SuiteOpt, source: str = SourceOpt, samples: Path = SamplesOpt, out: Path = OutOpt,
           workers: int = WorkersOpt, isolation: str = IsolationOpt,
-          timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per test")) -> None:
+          timeout: float = typer.Option(None, "--timeout", help="Seconds allowed per test"),
+          executor: str = ExecutorOpt, ray_address: str = RayAddressOpt) -> None:
     """Correctness of every sample in the sandbox: DIR/results.jsonl, one line per sample."""
     from effirl.batch import RunSpec
 
     spec = RunSpec(suite=suite, source=source, samples=samples, out=out,
-                   sandbox=sandbox_config(workers, isolation, timeout))
+                   sandbox=sandbox_config(workers, isolation, timeout),
+                   executor=_executor(executor, ray_address))
     _run_and_report(spec)
 
 
@@ -81,9 +100,11 @@ def check(suite: str = SuiteOpt, source: str = SourceOpt, samples: Path = Sample
 def measure(suite: str = SuiteOpt, source: str = SourceOpt, samples: Path = SamplesOpt, out: Path = OutOpt,
             meter: str = MeterOpt, workers: int = WorkersOpt, isolation: str = IsolationOpt,
             seed: int = SeedOpt, scale: int = ScaleOpt, repeats: int = RepeatsOpt,
-            calibration: Path = CalibrationOpt) -> None:
+            calibration: Path = CalibrationOpt, executor: str = ExecutorOpt,
+            ray_address: str = RayAddressOpt) -> None:
     """Correctness, then the meter's count on each performance input for every passing sample."""
-    spec = _measured_spec(suite, source, samples, out, meter, workers, isolation, seed, scale, repeats, calibration)
+    spec = _measured_spec(suite, source, samples, out, meter, workers, isolation, seed, scale, repeats,
+                          calibration, _executor(executor, ray_address))
     _run_and_report(spec)
 
 
@@ -94,13 +115,14 @@ def evaluate(suite: str = SuiteOpt, source: str = SourceOpt, samples: Path = Sam
              calibration: Path = CalibrationOpt,
              min_correct: int = typer.Option(1, "--min-correct", help="Correct samples a task needs to count for "
                                              "DPS (EvalPerf uses 10 of 100)"),
-             ) -> None:
+             executor: str = ExecutorOpt, ray_address: str = RayAddressOpt) -> None:
     """Samples and re-measured references: pass@1, reward, DPS, Beyond, NET; summary.json, report.md, plots."""
     from effirl.evaluation import EvalConfig
     from effirl.evaluation import evaluate as run_evaluation
     from effirl.meters.base import MeterMismatchError
 
-    spec = _measured_spec(suite, source, samples, out, meter, workers, isolation, seed, scale, repeats, calibration)
+    spec = _measured_spec(suite, source, samples, out, meter, workers, isolation, seed, scale, repeats,
+                          calibration, _executor(executor, ray_address))
     bar, update = progress_bar()
     try:
         with bar:

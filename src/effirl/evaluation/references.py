@@ -86,7 +86,8 @@ def _drop_stale(results: Path, meaning: dict[str, tuple[str, str]]) -> None:
 
 
 def measure_references(spec: RunSpec, layout: PoolLayout, progress: Progress) -> dict[str, dict[str, Any]]:
-    """Run the pool through the batch run with ``spec``'s meter, seed and scales; records by result key."""
+    """Run the pool through the batch run with ``spec``'s meter, seed, scales and executor (local or Ray: the
+    references are counted where the samples are); records by result key."""
 
     def prefixed(phase: str, done: int, total: int) -> None:
         progress(f"references {phase}", done, total)

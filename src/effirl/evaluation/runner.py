@@ -23,7 +23,7 @@ from effirl.evaluation.references import REFERENCE_RESULTS, measure_references, 
 from effirl.evaluation.scoring import SampleOutcome, TaskScore, Tie, score_task, total
 from effirl.evaluation.summary import Summary, TaskRow, aggregate, role_metrics
 from effirl.execution.verdict import Status
-from effirl.batch import Progress, RunSpec, run
+from effirl.batch import Progress, RunSpec, record_run, run
 from effirl.samples import read_samples
 from effirl.scoring.reward import RewardConfig
 from effirl.tasks import Task, by_id, load
@@ -73,6 +73,7 @@ def evaluate(spec: RunSpec, progress: Progress = _noop, config: EvalConfig | Non
     refs = measure_references(spec, layout, progress)
     if spec.samples is None:  # the references are the samples: measured once, scored as samples
         records = [dict(refs[k]) for t in involved for k in layout.keys.get(t.id, []) if k in refs]
+        record_run(replace(spec, samples=layout.path, results_name=RESULTS), read_samples(layout.path, index))
 
     meter = check_meters([*records, *refs.values()], spec.meter)
     if cfg.tie is None:

@@ -106,7 +106,8 @@ class ExpectedOutputs:
         errors = sorted(got.errors)
         if self.use_disk_cache and got.outcome.stop_reason is None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            # A name of its own: other processes (Ray actors on this node) may write the same entry at once.
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(marshal.dumps((got.values, errors)))
             tmp.replace(path)
         return self._tests(inputs, got.values, errors, key, task)

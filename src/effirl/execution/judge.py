@@ -3,6 +3,12 @@
 Expected outputs stay here. Each returned value is compared as soon as it arrives (with the task's float
 tolerance), and the child is stopped at the first mismatch. Exit codes and printed text never mean "pass":
 only a full set of matching values followed by the harness's "done" frame does.
+
+A child that died of a signal: ``timeout`` when the parent stopped it at its clock, when its CPU limit
+killed it (SIGXCPU, or the hard limit's SIGKILL), or when a signal from outside (SIGTERM, SIGKILL, ...) ended
+it after its wall clock had run out; ``memory_limit`` for a SIGKILL only when memory caused it (the kernel's
+OOM killer, or its address-space limit reached: :meth:`effirl.execution.worker.Worker._kill_cause`); any
+other signal, a program killing itself or its process group included, is a ``runtime_error``.
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ class _Collector:
         return True
 
 
+# Signals that end a process from outside; one that arrives after the wall clock has run out ends a slow run.
+_TERMINATING = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
 _STOP_STATUS = {
     "timeout": Status.TIMEOUT,
     "output_limit": Status.OUTPUT_LIMIT,
@@ -112,12 +121,15 @@ def _failure_from_outcome(outcome: RunOutcome, col: _Collector, n: int) -> tuple
     if outcome.stop_reason == "worker_died":
         return Status.RUNTIME_ERROR, "WorkerDied", "the sandbox worker died during the run"
     sig = outcome.signal
-    if sig == signal.SIGXCPU:
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and outcome.kill_cause == "cpu"):
         return Status.TIMEOUT, None, "CPU time limit exceeded"
     if sig is not None:
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        if sig == signal.SIGKILL:
-            return Status.MEMORY_LIMIT, "Killed", "killed by SIGKILL (out of memory?)"
+        if sig in _TERMINATING and outcome.deadline_passed:
+            # Ended from outside after its wall clock had run out: a run too slow, not a crash.
+            return Status.TIMEOUT, None, f"timeout (killed by {name} after its wall-clock limit)"
+        if sig == signal.SIGKILL and outcome.kill_cause == "memory":
+            return Status.MEMORY_LIMIT, "Killed", "killed by SIGKILL: out of memory"
         return Status.RUNTIME_ERROR, name, f"killed by signal {name}"
     return Status.RUNTIME_ERROR, "EarlyExit", f"the program exited after {len(col.values)} of {n} results"
 

@@ -4,7 +4,8 @@
 worker's server runs one child at a time, and has the next run already when one ends), and yields
 ``(item, result)`` in completion order. Workers start lazily and in parallel (a valgrind worker takes seconds);
 a worker whose server dies is restarted by the worker itself, so one hostile program never stops a batch. The
-interface is the unit a Ray-backed pool (one pool per node) will wrap.
+same interface is offered on a Ray cluster by :class:`effirl.execution.ray_pool.RayPool`
+(:func:`effirl.execution.executor.make_pool` chooses).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from effirl.execution.config import SandboxConfig
+from effirl.execution.report import IsolationReport
 from effirl.execution.worker import Worker, WorkerError
 
 log = logging.getLogger(__name__)
@@ -25,9 +27,8 @@ _warned: set[str] = set()
 _warn_lock = threading.Lock()
 
 
-def _announce(worker: Worker) -> None:
+def announce(report: IsolationReport | None) -> None:
     """Say once per process what isolation the workers have; loudly when it is incomplete."""
-    report = worker.report
     if report is None:
         return
     text = report.describe()
@@ -68,7 +69,7 @@ class Pool:
     @staticmethod
     def _ensure(worker: Worker) -> None:
         if worker.ensure_started():
-            _announce(worker)
+            announce(worker.report)
 
     def map(self, fn: Callable[[Worker, T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         """Run ``fn(worker, item)`` for every item on the pool; yield results as they complete."""

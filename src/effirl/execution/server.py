@@ -6,6 +6,10 @@ starts the PID namespace's init, freezes the heap for cheap and reproducible for
 requests: seed ``random`` (when the seed changes), fork, wait for the child, sweep every process it left
 behind, wipe its private folder, report the exit status and resource usage.
 
+It never outlives its parent: the worker's *lifeline* pipe signals it (``SIGIO``, set up by the parent) when
+the parent's end closes, whatever ended the parent; it then kills the child it runs, sweeps, and exits (with a
+PID namespace, its init's exit kills whatever else is left there).
+
 Every fork copies this process's page tables, and every page a child or the server writes afterwards is copied
 once more: the server imports only ``os``, ``resource``, ``signal``, ``marshal`` and the child's harness, never
 ``ctypes``, and touches as little as it can between two forks. Its children write their results and output
@@ -18,6 +22,7 @@ from __future__ import annotations
 import gc
 import marshal
 import os
+import signal
 import sys
 from typing import Any, NamedTuple
 
@@ -53,6 +58,7 @@ import random  # noqa: E402 - imported above without its fork hook
 from effirl.execution import channel, confine, harness, wire  # noqa: E402 - after random, on purpose
 
 INPUT_CACHE = 16  # argument lists kept per worker, keyed by the parent (a task's tests are sent once)
+_RUNNING: list[int] = [0, 0]  # (this server's pid, the pid of the child it waits for; 0: none)
 BLOCKED_MODULES = ("ctypes", "_ctypes", "cffi", "_cffi_backend")
 _LAST_FD = 1 << 16  # a child closes every descriptor below this but its own (the server's are compacted low)
 
@@ -148,9 +154,33 @@ class NamespaceInit:
         os.read(self._ack_r, 1)
 
 
+def _orphaned(signum: int, frame: Any) -> None:
+    """``SIGIO`` from the lifeline: the parent is gone. Kill the running child (and, without a PID namespace,
+    what it left behind), then exit. A child inherits this handler but is never the lifeline's owner."""
+    me, child = _RUNNING
+    if os.getpid() != me:
+        return
+    if child:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(child, 9)
+            except OSError:
+                pass
+    if _SWEEP[0]:
+        confine.sweep_orphans(me)
+    os._exit(0)
+
+
+_SWEEP = [False]  # no PID namespace: the handler sweeps the child's orphans itself
+
+
 class Server:
     def __init__(self, fds: list[int], hello: dict[str, Any]) -> None:
-        self.ctl, self.go_r, *ends = (_compact(fd) for fd in fds)
+        _RUNNING[0] = os.getpid()
+        signal.signal(signal.SIGIO, _orphaned)
+        # The lifeline is only kept open (this process is its owner); inherited descriptors get fixed numbers.
+        life = [hello["lifeline"]] if hello.get("lifeline") is not None else []
+        self.ctl, self.go_r, *ends = _renumber([*fds, *life])[:len(fds)]
         # One lane per run the parent may have in flight: replies, pids, results and output of its children.
         self.lanes = [Lane(*ends[i:i + 4]) for i in range(0, len(ends), 4)]
         self.rep = self.lanes[0].rep  # hello and pong
@@ -171,6 +201,7 @@ class Server:
             self.init = NamespaceInit(hide=hello.get("hide", []) if self.report.get("filesystem_view") else [],
                                       mount_proc=hello.get("meter") != "callgrind")
             self.report["problems"].extend(self.init.problems)
+        _SWEEP[0] = self.init is None
         self.inputs: dict[str, bytes] = {}
         random.seed(0)
         self.seed = 0
@@ -233,8 +264,10 @@ class Server:
             except BaseException:  # noqa: BLE001
                 os._exit(4)
             harness.child_main(job, lambda: confine.prepare_child(limits))
+        _RUNNING[1] = pid
         os.write(lane.pid, pid.to_bytes(channel.PID_BYTES, "little"))
         _, status, usage = os.wait4(pid, 0)
+        _RUNNING[1] = 0
         if self.init is not None:
             if not self.init.alone():  # the round trip to the init only when something is left to kill
                 self.init.sweep()
@@ -263,6 +296,27 @@ class Server:
                 self.run(msg)
             elif msg["op"] == "ping":
                 channel.send(self.rep, {"op": "pong"})
+
+
+def _renumber(fds: list[int]) -> list[int]:
+    """Give the inherited descriptors the numbers 3, 4, ... in the order given, not inheritable.
+
+    The parent's numbers depend on what else it has open (a Ray worker holds dozens), and every child of this
+    server inherits its table: a count must not depend on who started the server (a child's ``closerange``
+    walks the open descriptors, whose numbers it reads).
+    """
+    first = max([*fds, 2 + len(fds)]) + 1
+    parked = []
+    for i, fd in enumerate(fds):  # out of the way of every target number first
+        os.dup2(fd, first + i, inheritable=False)
+        os.close(fd)
+        parked.append(first + i)
+    out = []
+    for i, fd in enumerate(parked):
+        os.dup2(fd, 3 + i, inheritable=False)
+        os.close(fd)
+        out.append(3 + i)
+    return out
 
 
 def _compact(fd: int) -> int:

@@ -20,6 +20,7 @@ KIND_VALUE = b"V"  # payload: marshal of a plain value
 KIND_ERROR = b"E"  # payload: marshal of (exception type name, message)
 KIND_NO_ENTRY = b"N"  # payload: marshal of a message
 KIND_DONE = b"D"  # every input was run
+KIND_READY = b"R"  # a measured child is about to run the program: its count starts (meters that wait for it)
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
 # The standard library's dict flavours compare equal to plain dicts; they travel as plain dicts.
@@ -231,7 +232,7 @@ class FrameReader:
             length, kind, index = HEADER.unpack_from(self._buf)
             if length > MAX_FRAME:
                 raise ValueError(f"frame of {length} bytes exceeds the {MAX_FRAME}-byte limit")
-            if kind not in (KIND_VALUE, KIND_ERROR, KIND_NO_ENTRY, KIND_DONE):
+            if kind not in (KIND_VALUE, KIND_ERROR, KIND_NO_ENTRY, KIND_DONE, KIND_READY):
                 raise ValueError(f"unknown frame kind {kind!r}")
             end = HEADER.size + length
             if len(self._buf) < end:

@@ -8,10 +8,24 @@ runs in flight are reported as a failure of the sandbox, and the pool goes on.
 
 A worker takes two runs at a time (two *lanes*, each with its own pipes): its server still runs one child at
 a time, in order, but forks the next as soon as one is over, while the parent judges the last.
+
+The server never outlives the process that owns its worker: it holds the read end of a *lifeline* pipe whose
+only write end the parent keeps, set to signal the server (``SIGIO``) when that end closes. A parent that dies
+in any way (``SIGKILL`` included: a killed Ray actor, an ``effirl measure`` stopped with ``SIGTERM``) thereby
+stops its server at once, mid-run or idle; the server kills the child it runs, and its namespace's init takes
+every other process of the namespace with it.
+
+What the parent observes is kept apart from what it concludes: a child killed by ``SIGKILL`` that the parent
+did not stop is marked with what caused it when that can be known (the CPU-time hard limit, or memory: the
+kernel's OOM killer acted during the run, or the child's peak memory reached its address-space limit), and a
+child that died after its wall-clock deadline had passed is marked as such; :mod:`effirl.execution.judge`
+turns these facts into a status.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import logging
 import marshal
@@ -41,6 +55,10 @@ FrameHandler = Callable[[bytes, int, Any], bool]
 POLL_S = 0.01  # how often the parent reads a running child's pipes when nothing wakes it
 LANES = 2  # runs an unmetered worker takes at a time: its server forks the next child as soon as one is over
 EAGER_BYTES = 16 * 1024  # a read this large: the child writes a lot, so every write wakes the parent
+# A child killed by SIGKILL whose peak resident memory reached this share of its address-space limit ran out
+# of memory (the limit bounds virtual memory: the interpreter's mappings keep resident memory below it).
+MEMORY_KILL_SHARE = 0.75
+OOM_REFRESH_S = 1.0  # how stale the OOM-kill count a run compares with may be (reading it costs ~25 us)
 
 
 def _effirl_root() -> str:
@@ -67,6 +85,44 @@ def worker_base_dir() -> str:
     return "/var/tmp" if os.access("/var/tmp", os.W_OK) else tempfile.gettempdir()
 
 
+@functools.lru_cache(maxsize=1)
+def server_path() -> tuple[str, ...]:
+    """The module search path of the fork servers (their ``PYTHONPATH``): the interpreter's own default path.
+
+    Not this process's ``sys.path``, which depends on who runs effirl (a console script's folder, the folders
+    a Ray worker prepends): the path decides where a program's ``import`` looks, so it changes instruction
+    counts, and a count taken in a Ray actor must equal the one taken by ``effirl measure`` on the same
+    machine. Asked once per process from the interpreter itself (with this process's ``PYTHONPATH``, from
+    ``/``); effirl's own root is added when the interpreter cannot import effirl by itself.
+    """
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    try:
+        out = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"], cwd="/",
+                             env=env, capture_output=True, text=True, timeout=120, check=True)
+        paths = [p for p in json.loads(out.stdout) if isinstance(p, str) and p]
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        log.warning("cannot ask the interpreter for its module path (%s); using this process's", exc)
+        paths = [p for p in sys.path if p]
+    root = _effirl_root()
+    if root not in paths:
+        paths.append(root)
+    return tuple(paths)
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer has killed since boot (``/proc/vmstat``), if it says."""
+    try:
+        with open("/proc/vmstat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 class WorkerError(RuntimeError):
     """The fork server itself failed (not the program it ran)."""
 
@@ -85,6 +141,8 @@ class RunOutcome:
     protocol_error: str | None = None
     done: bool = False  # the harness reported that every input ran
     meter_value: Any = None
+    deadline_passed: bool = False  # the child was still running when its wall-clock deadline passed
+    kill_cause: str | None = None  # a SIGKILL the parent did not send: "memory" | "cpu" | None (unknown)
 
     @property
     def signal(self) -> int | None:
@@ -115,6 +173,9 @@ class Worker:
         self._cond = threading.Condition()
         self._free = list(range(self.lanes))  # lanes no run holds
         self._dying = False  # the server died under a run: restarted once no other run uses its pipes
+        self._lifeline: int | None = None  # the write end of the server's lifeline (see the module docstring)
+        self._oom_seen = oom_kills()  # the kernel's OOM-kill count when this worker last looked ...
+        self._oom_at = time.monotonic()  # ... and when (read again before a run, at most every OOM_REFRESH_S)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -130,7 +191,7 @@ class Worker:
             # pages of addresses run after run, and under a meter that resolution (~4,000 instructions, ~1,500
             # more in a server's first children) is counted, differently from child to child.
             "LD_BIND_NOW": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            "PYTHONPATH": os.pathsep.join(server_path()),
         }
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMEXPR_NUM_THREADS="1")
         return env
@@ -142,6 +203,7 @@ class Worker:
         # drained once the server says every process of it is gone; a child holds only its own lane's pipes.
         ctl_r, ctl_w = os.pipe()
         go_r, go_w = os.pipe()
+        life_r, life_w = os.pipe()  # the lifeline: never written to; its write end closes with this process
         theirs = [ctl_r, go_r]
         lanes = []
         for _ in range(self.lanes):  # replies, pids, results and output of the runs of one lane
@@ -153,7 +215,9 @@ class Worker:
         self._fds = _Pipes(ctl=ctl_w, go=go_w, go_drain=go_r, lanes=tuple(lanes))
         rep_r = lanes[0].rep
         python = os.path.realpath(sys.executable)  # the base interpreter: visible inside the sandbox
-        argv = [python, "-S", "-m", "effirl.execution.server", *(str(fd) for fd in theirs)]
+        # Descriptor numbers of a fixed width: the argument strings sit on the server's stack, which every
+        # child inherits, and their length shifted each child's count (~300 instructions) with the parent's.
+        argv = [python, "-S", "-m", "effirl.execution.server", *(f"{fd:06d}" for fd in theirs)]
         writable: dict[str, str] = {}
         uid = self.config.base_uid + self.index
         if self.meter is not None:
@@ -167,11 +231,21 @@ class Worker:
         cmd = [python, "-S", "-m", "effirl.execution.launcher", json.dumps(launch)]
         try:
             with open(self._log_path, "ab") as log_file:  # valgrind and the server write here, never blocking
+                # cwd "/": the server's module path starts with its working folder; the same one everywhere.
                 self.proc = subprocess.Popen(
-                    cmd, pass_fds=theirs, env=self._env(), stdin=subprocess.DEVNULL,
-                    stdout=log_file, stderr=log_file, start_new_session=True,
+                    cmd, pass_fds=[*theirs, life_r], env=self._env(), stdin=subprocess.DEVNULL,
+                    stdout=log_file, stderr=log_file, start_new_session=True, cwd="/",
                 )
+            # The lifeline's read end (one open file, shared with the server's copy) signals the server, by
+            # pid, once every write end is closed: when this process ends, however it ends.
+            fcntl.fcntl(life_r, fcntl.F_SETOWN, self.proc.pid)
+            fcntl.fcntl(life_r, fcntl.F_SETFL, fcntl.fcntl(life_r, fcntl.F_GETFL) | os.O_ASYNC)
+            self._lifeline = life_w
+        except BaseException:
+            os.close(life_w)
+            raise
         finally:
+            os.close(life_r)
             for fd in theirs:
                 if fd != go_r:  # kept: the parent drains a go byte a child never read
                     os.close(fd)
@@ -182,6 +256,7 @@ class Worker:
             "writable": writable,
             "uid": uid,
             "hide": [_effirl_root()] if not _importable_without(_effirl_root()) else [],
+            "lifeline": life_r,
             "meter": None if self.meter is None else self.meter.name,
             "slowdown": 1.0 if self.meter is None else self.meter.slowdown,
             "limits": self.config.model_dump(include={"cpu_s", "memory_mb", "file_size_mb", "open_files",
@@ -223,6 +298,9 @@ class Worker:
                 for fd in lane:
                     os.close(fd)
             self._fds = None
+        if self._lifeline is not None:  # the server exits now if it has not read "exit" yet
+            os.close(self._lifeline)
+            self._lifeline = None
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=2)
@@ -310,7 +388,10 @@ class Worker:
         outcome = RunOutcome()
         broken = True  # a run left half-way (an exception here or in ``on_frame``) may leave a child or frames
         try:
+            oom_base = self._oom_count()
             self._run(lane, job, inputs, inputs_key, on_frame, outcome, test_timeout_s, total_timeout_s)
+            if outcome.stop_reason is None and outcome.signal == signal.SIGKILL:
+                outcome.kill_cause = self._kill_cause(outcome, oom_base)
             broken = outcome.stop_reason == "worker_died"
         finally:
             self._leave(lane, broken)  # a broken lane is never used again: the server is restarted
@@ -356,10 +437,11 @@ class Worker:
             outcome.stop_reason = "worker_died"
             return
         t0 = time.monotonic()
+        on_ready: Callable[[], None] | None = None
         if wait_go:
             handle = self.meter.attach(pid)
-            os.write(fds.go, b"g")
-        exited = self._supervise(lane, pid, on_frame, outcome, t0, test_timeout, total_timeout)
+            on_ready = functools.partial(self._count_starts, handle, fds.go)
+        exited = self._supervise(lane, pid, on_frame, outcome, t0, test_timeout, total_timeout, on_ready)
         outcome.wall_s = time.monotonic() - t0
         if wait_go:
             _drain(fds.go_drain)
@@ -372,8 +454,39 @@ class Worker:
         if self.meter is not None:
             outcome.meter_value = self.meter.collect(handle, self._workdir, {**exited, "server_pid": self.server_pid})
 
+    def _oom_count(self) -> int | None:
+        """The kernel's OOM-kill count, read again when the last reading is older than ``OOM_REFRESH_S``."""
+        now = time.monotonic()
+        if now - self._oom_at > OOM_REFRESH_S:
+            self._oom_seen, self._oom_at = oom_kills(), now
+        return self._oom_seen
+
+    def _kill_cause(self, outcome: RunOutcome, oom_base: int | None) -> str | None:
+        """Why a child the parent did not stop died of SIGKILL: its CPU-time hard limit (``cpu``), memory
+        (``memory``: the kernel's OOM killer acted during the run, or the child's peak resident memory reached
+        ``MEMORY_KILL_SHARE`` of its address-space limit), or ``None``: not known (a program that killed
+        itself or its process group, say)."""
+        slowdown = self.meter.slowdown if self.meter is not None else 1.0
+        if outcome.cpu_s is not None and outcome.cpu_s >= int(self.config.cpu_s * slowdown):
+            return "cpu"  # the kernel's SIGKILL at the hard limit, one second after SIGXCPU was ignored
+        now = oom_kills()
+        if now is not None and oom_base is not None and now > oom_base:
+            return "memory"
+        # Under callgrind the server sets no address-space limit (valgrind's own mappings would exceed it).
+        callgrind = self.meter is not None and self.meter.name == "callgrind"
+        limit_mb = None if callgrind else self.config.memory_mb
+        if limit_mb and outcome.maxrss_kb and outcome.maxrss_kb >= MEMORY_KILL_SHARE * limit_mb * 1024:
+            return "memory"
+        return None
+
+    def _count_starts(self, handle: Any, go: int) -> None:
+        """A measured child's READY: its meter starts counting, then the child goes on (the go byte)."""
+        self.meter.start(handle)
+        os.write(go, b"g")
+
     def _supervise(self, fds: _Lane, pid: int | None, on_frame: FrameHandler, outcome: RunOutcome, t0: float,
-                   test_timeout: float, total_timeout: float) -> dict[str, Any] | None:
+                   test_timeout: float, total_timeout: float,
+                   on_ready: Callable[[], None] | None = None) -> dict[str, Any] | None:
         """Read the child's frames and output until the server reports it gone; stop it at the first frame
         ``on_frame`` rejects, at a limit or at a deadline. Returns the server's ``exited`` message (``None``:
         the server died). Everything the run wrote is read before this returns, so nothing reaches the next.
@@ -381,7 +494,11 @@ class Worker:
         The parent is woken up once per run when it can be: frames and output are read every ``POLL_S`` (and
         once the server reports the child gone), not as each is written, unless the child writes a lot; a
         program is stopped within ``POLL_S`` of its first rejected frame. The child's pid is read from its
-        pipe only to kill the child, or once the run is over."""
+        pipe only to kill the child, or once the run is over.
+
+        A measured child of a meter that waits (``on_ready``) first says READY, once, where its count starts:
+        the parent answers it at once (it watches the results until then), and another READY is a protocol
+        error."""
         reader = wire.FrameReader()
         cfg = self.config
         last = time.monotonic()
@@ -390,10 +507,10 @@ class Worker:
         stop: str | None = None
         exited: dict[str, Any] | None = None
         watched = [fds.res, fds.out, fds.rep]
-        eager = False
+        eager = on_ready is not None
 
         def take(fd: int, data: bytes) -> str | None:
-            nonlocal value_bytes, last
+            nonlocal value_bytes, last, on_ready, eager
             if fd == fds.out:
                 room = cfg.output_limit_bytes - len(out)
                 out.extend(data[:room])
@@ -416,6 +533,13 @@ class Worker:
                     outcome.protocol_error = str(exc)
                     return "protocol"
                 last = time.monotonic()
+                if kind == wire.KIND_READY:
+                    if on_ready is None:
+                        outcome.protocol_error = "a second or unexpected READY frame"
+                        return "protocol"
+                    on_ready()
+                    on_ready, eager = None, False
+                    continue
                 if kind == wire.KIND_DONE:
                     outcome.done = True
                 if not on_frame(kind, index, payload):
@@ -430,6 +554,8 @@ class Worker:
             # What arrived is read before any deadline is judged: a result just in time counts.
             ready = wait_readable(watched if eager else [fds.rep], min(deadline, now + POLL_S) - now)
             if fds.rep in ready:  # the child is gone: everything it wrote is read below
+                # Gone after its deadline: whatever killed it then, the run had already outlasted its clock.
+                outcome.deadline_passed = time.monotonic() >= min(last + test_timeout, t0 + total_timeout)
                 exited = self._recv_op(fds.rep, "exited")
                 break
             for fd in (fds.res, fds.out):

@@ -1,8 +1,23 @@
 """The meter interface the fork server uses, and the record every measurement carries.
 
 A meter may wrap the worker's command (callgrind runs the whole fork server under valgrind), attach to a child
-from the parent before it starts (perf), and read the child's count after it exits. Every measurement records
-the meter, its version and the environment fingerprint, so counts from different meters are never compared.
+from the parent before it starts and start counting when the child says its program starts (perf, cputime),
+and read the child's count after it exits.
+
+What every meter counts is the program's own work: its module body (a table it builds at import time included)
+and its entry-point call, not the harness's set-up in the child (limits, the task's checker, compiling the
+program, converting the arguments) and not loading the installed modules the program's ``import`` statements
+name, which the harness imports before the count starts (see :func:`effirl.execution.harness.preimport`). Each
+meter starts its count at that point in its own way (see each meter's module).
+
+Why this mechanism. Pausing the count around import statements would leave a window that a program can fill
+with its own work (an import hook, a ``sys.meta_path`` finder, an ``__import__`` override); here no program
+code runs before the count starts, and once it has started it never pauses, so whatever the program does,
+hooks included, is counted. Preloading more of the standard library in every fork server would make every fork
+dearer and still miss the rarer modules; counting only the call (as EvalPerf does) would make a table built at
+import time free. What the program gains by naming a module is its import only, the same for every program
+that names it; a module imported under a computed name (``__import__("stat" + "istics")``) is imported in the
+count.
 """
 
 from __future__ import annotations
@@ -31,6 +46,10 @@ class Measurement(BaseModel):
 
     def key(self) -> tuple[str, str, str]:
         return (self.meter, self.meter_version, self.fingerprint)
+
+
+COUNTS = "program"  # what a count covers (module docstring): part of every instruction meter's version, so
+# counts taken when a child was counted from its fork (imports and set-up included) never compare with these
 
 
 def environment_fingerprint() -> str:
@@ -69,6 +88,12 @@ class Meter:
         return None
 
     def attach(self, pid: int) -> Any:
+        """Called by the parent once the measured child exists, before it runs anything of the program."""
+        return None
+
+    def start(self, handle: Any) -> None:
+        """Called by the parent when the measured child says READY (meters with ``needs_go``): what the child
+        runs from now on is the program's, and is what :meth:`collect` must report."""
         return None
 
     def collect(self, handle: Any, workdir: str, exited: dict[str, Any]) -> float | None:

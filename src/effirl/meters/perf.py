@@ -1,10 +1,15 @@
 """Hardware instruction counts (``perf_event_open``), opened by the trusted parent on the child.
 
-The parent opens a user-space instructions counter on the child's pid (inherited by its threads and
-children) while the child waits on a pipe, enables it, then lets the child start. The counter lives in the
-parent's file table, so the measured program cannot reset, disable or read it. Needs a PMU: VMs and
-containers often have none, in which case :func:`probe` says why and ``auto`` falls back to callgrind.
-Only ctypes; no compiled dependency.
+The parent opens a user-space instructions counter on the child's pid (inherited by its threads and children),
+disabled, as soon as the child exists. The child does its set-up (limits, checker, compiling the program,
+importing the installed modules its import statements name), then writes READY and blocks on a pipe; the
+parent resets and enables the counter and only then lets the child go on, into the program's module body. So
+the count is the program's own work, not the imports it names (``import statistics`` alone is ~12 M
+instructions) nor the harness's set-up. Why this point, and why it cannot be abused: no program code runs
+before READY (the harness writes it before executing the program), the parent acts on the first READY only (a
+later one is a protocol error), and the counter lives in the parent's file table, so the program can neither
+reset, disable nor read it. Needs a PMU: VMs and containers often have none, in which case :func:`probe` says
+why and ``auto`` falls back to callgrind. Only ctypes; no compiled dependency.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from effirl.meters.base import Meter
+from effirl.meters.base import COUNTS, Meter
 
 PERF_TYPE_HARDWARE = 0
 PERF_COUNT_HW_INSTRUCTIONS = 1
@@ -38,7 +43,8 @@ def attr_bytes(inherit: bool = True) -> bytes:
     if inherit:
         flags |= 1 << BIT_INHERIT
     buf = bytearray(ATTR_SIZE)
-    struct.pack_into("<IIQQQQQ", buf, 0, PERF_TYPE_HARDWARE, ATTR_SIZE, PERF_COUNT_HW_INSTRUCTIONS, 0, 0, 0, flags)
+    struct.pack_into("<IIQQQQQ", buf, 0, PERF_TYPE_HARDWARE, ATTR_SIZE, PERF_COUNT_HW_INSTRUCTIONS, 0, 0, 0,
+                     flags)
     return bytes(buf)
 
 
@@ -72,17 +78,24 @@ def explain(err: int) -> str:
     return _REASONS.get(err, os.strerror(err))
 
 
-def open_counter(pid: int, syscall: Syscall | None = None) -> int:
-    """Open, reset and enable a counter on ``pid``; raise ``OSError`` with a readable reason."""
+def open_counter(pid: int, syscall: Syscall | None = None, enable: bool = True) -> int:
+    """Open a counter on ``pid`` (reset and enabled unless ``enable`` is false: see :func:`start_counter`);
+    raise ``OSError`` with a readable reason."""
     call = syscall or _libc_syscall()
     fd = call(attr_bytes(), pid, -1, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         raise OSError(-fd, explain(-fd))
+    if enable:
+        start_counter(fd)
+    return fd
+
+
+def start_counter(fd: int) -> None:
+    """Reset an opened counter to zero and enable it."""
     import fcntl
 
     fcntl.ioctl(fd, IOC_RESET, 0)
     fcntl.ioctl(fd, IOC_ENABLE, 0)
-    return fd
 
 
 def read_counter(fd: int) -> int:
@@ -111,10 +124,13 @@ class PerfMeter(Meter):
         self._syscall = syscall
 
     def version(self) -> str:
-        return f"perf_event_open/{platform.release()}"
+        return f"perf_event_open/{platform.release()}+{COUNTS}"
 
     def attach(self, pid: int) -> Any:
-        return open_counter(pid, self._syscall)
+        return open_counter(pid, self._syscall, enable=False)  # counts nothing until the child's READY
+
+    def start(self, handle: Any) -> None:
+        start_counter(handle)
 
     def collect(self, handle: Any, workdir: str, exited: dict[str, Any]) -> float | None:
         if handle is None:

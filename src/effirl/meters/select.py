@@ -28,6 +28,13 @@ def available_meters(
     return {"perf": perf_probe(), "callgrind": callgrind_probe(), "cputime": (True, "")}
 
 
+def _usable(perf_probe: Callable[[], tuple[bool, str]],
+            callgrind_probe: Callable[[], tuple[bool, str]]) -> str:
+    """The meters that work here, as ``effirl meters`` lists them."""
+    found = [n for n, (ok, _) in available_meters(perf_probe, callgrind_probe).items() if ok]
+    return f"available here: {', '.join(found)} (see `effirl meters`)"
+
+
 def select_meter(
     name: str = "auto",
     perf_probe: Callable[[], tuple[bool, str]] = perf.probe,
@@ -35,14 +42,16 @@ def select_meter(
 ) -> Meter:
     """The meter called ``name``; an explicit choice that cannot work is an error, not a silent fallback."""
     if name not in METERS:
-        raise EffirlError(f"unknown meter {name!r}; choose one of {', '.join(METERS)}")
+        raise EffirlError(f"unknown meter {name!r}; choose one of {', '.join(METERS)}; "
+                          f"{_usable(perf_probe, callgrind_probe)}")
     if name == "cputime":
         log.warning(CPUTIME_WARNING)
         return CpuTimeMeter()
     if name in ("perf", "callgrind"):
         ok, why = (perf_probe if name == "perf" else callgrind_probe)()
         if not ok:
-            raise EffirlError(f"meter {name!r} is not available here: {why}")
+            raise EffirlError(f"meter {name!r} is not available here: {why}; "
+                              f"{_usable(perf_probe, callgrind_probe)}")
         return PerfMeter() if name == "perf" else CallgrindMeter()
     ok, why = perf_probe()
     if ok:
