@@ -18,9 +18,13 @@ def init(out: Path = OutOpt, size: str = typer.Option("tiny", "--size", help="ti
          suite: str = SuiteOpt, source: str = SourceOpt,
          seed: int = typer.Option(0, "--seed", help="Seed of the random weights")) -> None:
     """A causal LM with random weights and a BPE tokenizer trained on the suite's prompts and references."""
+    from effirl.generation.prompts import template_texts
     from effirl.models import init_model
 
-    card = init_model(out, size=size, suite=suite, source=source, seed=seed)
-    console.print(f"{size} Qwen2: {card['parameters'] / 1e6:.2f} M parameters, vocabulary {card['vocab_size']}, "
-                  f"seed {seed}; tokenizer trained on {card['corpus']['texts']} texts of {suite}")
-    console.print(f"saved to {out} (Hugging Face format: --backend transformers --model {out})", soft_wrap=True)
+    # The prompt templates' instructions join the tokenizer's training text, so rendered prompts are short.
+    card = init_model(out, size=size, suite=suite, source=source, seed=seed, extra_texts=template_texts())
+    millions, vocab, texts = card["parameters"] / 1e6, card["vocab_size"], card["corpus"]["texts"]
+    console.print(f"{size} Qwen2: {millions:.2f} M parameters, vocabulary {vocab}, seed {seed}; tokenizer "
+                  f"trained on {texts} texts of {suite} and the prompt templates", soft_wrap=True)
+    console.print(f"saved to {out} (Hugging Face format: --backend transformers --model {out})",
+                  soft_wrap=True)
