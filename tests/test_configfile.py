@@ -43,6 +43,19 @@ def test_unknown_nested_key_names_file_line_and_known_keys(tmp_path: Path):
     assert str(p) in msg and "row 4" in msg and "train.stepz" in msg and "lr, steps" in msg
 
 
+def test_every_unknown_key_is_named(tmp_path: Path):
+    p = write(tmp_path, "name: a\nnmae: b\ntrain:\n  lr: 0.5\n  stepz: 3\n  lrr: 1\n")
+    with pytest.raises(InputFormatError) as err:
+        load_config(Outer, p)
+    msg = str(err.value)
+    assert "unknown keys" in msg and all(k in msg for k in ("nmae", "train.stepz", "train.lrr"))
+    assert "more problem" not in msg and "known keys here" not in msg  # keys of several sections: no one list
+    p = write(tmp_path, "name: a\ntrain:\n  stepz: 3\n  lrr: 1\n")
+    with pytest.raises(InputFormatError) as err:
+        load_config(Outer, p)
+    assert "unknown keys train.stepz, train.lrr; known keys here: lr, steps" in str(err.value)
+
+
 def test_wrong_type_names_the_key(tmp_path: Path):
     p = write(tmp_path, "name: a\ntrain:\n  steps: many\n")
     with pytest.raises(InputFormatError) as err:

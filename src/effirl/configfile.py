@@ -103,17 +103,22 @@ def validate(model: type[M], data: Mapping[str, Any], source: str, lines: Lines 
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        err = errors[0]
         loc = tuple(str(x) for x in err["loc"])
         key = ".".join(loc) or None
+        unknown = [".".join(str(x) for x in e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
         if err["type"] == "extra_forbidden":
-            known = _fields_at(model, loc)
-            message = "unknown key" + (f"; known keys here: {', '.join(known)}" if known else "")
+            parents = {u.rpartition(".")[0] for u in unknown}
+            known = _fields_at(model, loc) if len(parents) == 1 else []
+            message = "unknown key" + (f"s {', '.join(unknown)}" if len(unknown) > 1 else "")
+            message += f"; known keys here: {', '.join(known)}" if known else ""
+            errors = [e for e in errors if e["type"] != "extra_forbidden"] + [err]
         elif err["type"] == "missing":
             message = "required key is missing"
         else:
             message = f"{err['msg']} (got {err.get('input')!r})"
-        more = len(exc.errors()) - 1
+        more = len(errors) - 1
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
         if flags and key in flags:
