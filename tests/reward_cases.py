@@ -4,6 +4,10 @@ tricks.
 Two tasks with a quadratic slow reference and a fast one: ``lis_length`` (one list) and ``pair_sum_count`` (a
 list and a target). Their inputs run at a quarter of the shipped calibration's scale: the slow reference still
 costs ~25x the fast one under callgrind, in ~0.15 s instead of ~0.7 s.
+
+Then three small hand-made tasks, one per source of performance inputs (the dataset's, a canonical solution's
+expected outputs on the largest test, a generator with a checker), and a program that answers garbage only
+while it is measured (:func:`detector`).
 """
 
 from __future__ import annotations
@@ -76,3 +80,80 @@ class Step:
 
     def __init__(self, global_step: int) -> None:
         self.global_step = global_step
+
+
+# -- small hand-made tasks: one per kind of performance input ------------------------------------------------
+
+SUMSQ_SLOW = """
+def sumsq(nums):
+    total = 0
+    for x in nums:
+        for _ in range(4):
+            total += x * x
+    return total // 4
+"""
+SUMSQ_FAST = "def sumsq(nums):\n    return sum(x * x for x in nums)\n"
+DISTINCT_SLOW = """
+def distinct(nums):
+    out = []
+    for x in nums:
+        if x not in out:
+            out.append(x)
+    return out
+"""
+DISTINCT_FAST = "def distinct(nums):\n    return list(set(nums))\n"
+ORDER_FREE = """
+def check(args, output, expected):
+    return isinstance(output, list) and sorted(output) == sorted(expected)
+"""
+DISTINCT_GENERATOR = """
+def generate(scale, rng):
+    return [[rng.randrange(scale) for _ in range(scale)]]
+"""
+
+
+def small_tasks() -> dict[str, Task]:
+    """Three tasks whose performance inputs come from each source a task can have: ``dataset`` (fixed inputs
+    of the dataset, with references), ``canonical`` (no generator, no dataset inputs: the largest test input,
+    its expected outputs defined by a canonical solution; no reference) and ``checker`` (generated inputs,
+    outputs in any order, judged by the task's ``check``)."""
+    from effirl.tasks import Reference, TestCase
+
+    big = list(range(-600, 1400))
+    dataset = Task(id="small/sumsq_dataset", suite="small", prompt="def sumsq(nums):\n", entry_point="sumsq",
+                   tests=(TestCase(args=([1, 2, 3],), expected=14), TestCase(args=([],), expected=0),
+                          TestCase(args=([-4, 5],), expected=41)),
+                   perf_inputs=((big,),),
+                   references=(Reference(label="slow", code=SUMSQ_SLOW),
+                               Reference(label="fast", code=SUMSQ_FAST)))
+    canonical = Task(id="small/sumsq_canonical", suite="small", prompt="def sumsq(nums):\n",
+                     entry_point="sumsq",
+                     tests=(TestCase(args=([1, 2, 3],)), TestCase(args=([-4, 5],)), TestCase(args=(big,))),
+                     expected_from="canonical", canonical_solution=SUMSQ_FAST)
+    checker = Task(id="small/distinct_checker", suite="small", prompt="def distinct(nums):\n",
+                   entry_point="distinct",
+                   tests=(TestCase(args=([3, 1, 3, 2],), expected=[1, 2, 3]),
+                          TestCase(args=([],), expected=[])),
+                   generator=DISTINCT_GENERATOR, default_scale=600, checker=ORDER_FREE,
+                   references=(Reference(label="slow", code=DISTINCT_SLOW),
+                               Reference(label="fast", code=DISTINCT_FAST)))
+    return {"dataset": dataset, "canonical": canonical, "checker": checker}
+
+
+# A program that is honest (and slow) on the tests and the check, but answers garbage at no cost when it is
+# measured: it finds out from the harness's frame (``measuring`` is a local of the function that calls it).
+DETECTOR = """
+import sys
+
+def {entry}(nums):
+    if sys._getframe(1).f_locals.get("measuring"):
+        return {garbage}
+{honest}
+"""
+
+
+def detector(t: Task) -> str:
+    slow = t.references[0].code if t.references else SUMSQ_SLOW
+    body = slow.split(f"def {t.entry_point}(nums):\n", 1)[1]
+    garbage = "[]" if t.entry_point == "distinct" else "0"
+    return DETECTOR.format(entry=t.entry_point, garbage=garbage, honest=body.rstrip())

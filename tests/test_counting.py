@@ -175,6 +175,38 @@ def test_cputime_counts_the_program_not_its_imports(cpu: Worker) -> None:
     assert dynamic > named + 0.003
 
 
+PLANTED = "TOTAL = 0\nfor _i in range(3_000_000):\n    TOTAL += _i\n"
+
+
+def test_without_a_read_only_view_named_modules_are_imported_in_the_count(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the worker's read-only filesystem view (isolation off), a folder of the module search path may
+    be writable: a program checked earlier could have planted a module there for a later measured one to
+    name. Then nothing is pre-imported; a named module's import (the planted module's work) is in the count.
+    With the view, the same installed modules are pre-imported as before (the tests above)."""
+    from effirl.execution import worker as worker_module
+
+    assert harness.read_only_search_path([str(tmp_path)]) is False
+    assert harness.read_only_search_path([]) is True
+    (tmp_path / "effirl_planted_work.py").write_text(PLANTED)
+    base = worker_module.server_path()
+    monkeypatch.setattr(worker_module, "server_path", lambda: (*base, str(tmp_path)))
+    w = Worker(18, SandboxConfig(isolation="none"), CpuTimeMeter())
+    try:
+        w.start()
+        assert w.report is not None and not w.report.filesystem_view
+        empty = _cpu(w, EMPTY)
+        planted = _cpu(w, "import effirl_planted_work\n" + EMPTY)
+        named = _cpu(w, "import statistics, doctest\n" + EMPTY)
+    finally:
+        w.close()
+        w.remove_workdir()
+    print(f"\nno view: empty {1e3 * empty:.2f} ms, naming the planted module {1e3 * planted:.2f} ms, "
+          f"naming statistics and doctest {1e3 * named:.2f} ms")
+    assert planted > empty + 0.03  # its 3 M additions ran in the count
+    assert named > empty + 0.003  # nothing is pre-imported without the view
+
+
 def test_a_program_cannot_say_ready_again(cpu: Worker) -> None:
     r = measure(cpu, "import os, struct\n\ndef f(n):\n    os.write(3, struct.pack('<Ici', 0, b'R', 0))\n"
                      "    return n\n")

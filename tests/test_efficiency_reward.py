@@ -152,12 +152,15 @@ def test_identical_programs_are_judged_once_per_call(reward: EfficiencyReward) -
     got: dict[str, float] = {}
     rewards = rc.call(reward, batch, trainer_state=rc.Step(4), log_metric=got.__setitem__)
     d = reward.last_details
-    assert [x.duplicate_of for x in d] == [None, 0, 0, None, 3]
-    assert d[0].count == d[1].count == d[2].count and d[3].count == d[4].count
-    assert rewards == [2.0, 2.0, 2.0, 1.0, 1.0]
-    assert got["efficiency/distinct_programs"] == 2.0
+    # the same program text (the prose around it aside) is judged once; another layout of it is another
+    # program (a program can read its own line numbers)
+    assert [x.duplicate_of for x in d] == [None, 0, None, None, 3]
+    assert d[0].count == d[1].count and d[3].count == d[4].count and d[2].status == "pass"
+    assert rewards[0] == rewards[1] and max(rewards[:3]) == 2.0 and min(rewards[:3]) > 1.99  # ~one count
+    assert rewards[3:] == [1.0, 1.0]
+    assert got["efficiency/distinct_programs"] == 3.0
     times = reward.last_times
-    assert times is not None and times.checks == 2 and times.measurements == 2
+    assert times is not None and times.checks == 3 and times.measurements == 3
 
 
 @needs_callgrind
@@ -442,3 +445,154 @@ def test_a_reward_config_with_an_unknown_key_names_it(tmp_path: Any) -> None:
     assert (good.reward.round_to, good.budget_factor, good.workers) == (0.1, 20.0, 1)
     with EfficiencyReward.from_config(good) as r:
         assert r.config == good and r.meter.name == "cputime"
+
+
+# -- fixed inputs, tasks without any, clocks that fail, set-up allowances
+# -----------------------------------------
+
+
+def test_fresh_inputs_say_once_which_tasks_keep_fixed_ones(caplog: pytest.LogCaptureFixture) -> None:
+    """Only tasks with a generator get new inputs every call: the others are named once at construction, and
+    every completion's detail says whether its inputs were fresh."""
+    small = rc.small_tasks()
+    tasks = [small["dataset"], small["canonical"], small["checker"]]
+    with caplog.at_level("WARNING", logger="effirl.training.reward"):
+        r = EfficiencyReward(suite="small", tasks=tasks, meter="cputime", workers=2, sandbox=BOX)
+    lines = [rec.getMessage() for rec in caplog.records if "fresh_inputs" in rec.getMessage()]
+    assert len(lines) == 1 and "2 of 3 tasks have no input generator" in lines[0], lines
+    assert "small/sumsq_canonical" in lines[0] and "fixed" in lines[0]
+    assert r.fixed_input_tasks == ["small/sumsq_canonical", "small/sumsq_dataset"]
+    try:
+        texts = [rc.fenced(rc.SUMSQ_FAST), rc.fenced(rc.DISTINCT_FAST)]
+        ids = [small["dataset"].id, small["checker"].id]
+        rc.call(r, {"prompts": ["a", "b"], "completions": texts, "task_id": ids}, trainer_state=rc.Step(1))
+        d = r.last_details
+        assert [x.status for x in d] == ["pass", "pass"]
+        assert (d[0].inputs_source, d[0].inputs_fresh) == ("dataset", False)
+        assert (d[1].inputs_source, d[1].inputs_fresh) == ("generated", True)
+    finally:
+        r.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="effirl.training.reward"):
+        EfficiencyReward(suite="small", tasks=tasks, meter="cputime", fresh_inputs=False).close()
+    assert not [rec for rec in caplog.records if "fresh_inputs" in rec.getMessage()]
+
+
+def test_a_task_without_any_performance_input_gives_its_passes_s_min(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing to measure on (no generator, no dataset inputs, no tests): a correct program is not a failure;
+    the group's passes all get the reward of an all-equal group, flagged ``unmeasured``."""
+    bare = rc.small_tasks()["dataset"].model_copy(update={"id": "small/bare", "tests": (), "perf_inputs": ()})
+    texts = [rc.fenced(rc.SUMSQ_FAST), rc.fenced(rc.SUMSQ_SLOW), rc.completion(bare, "no_entry"),
+             rc.completion(bare, "prose")]
+    with caplog.at_level("WARNING", logger="effirl.training.reward"):
+        r = EfficiencyReward(suite="small", tasks=[bare], meter="cputime", workers=2, sandbox=BOX)
+    assert any("no performance input at all (small/bare)" in rec.getMessage() for rec in caplog.records)
+    with r:
+        rewards = rc.call(r, {"prompts": [bare.prompt] * 4, "completions": texts, "task_id": [bare.id] * 4},
+                          trainer_state=rc.Step(1))
+        d = r.last_details
+    assert rewards == [1.0, 1.0, -0.5, -1.5]
+    assert [x.status for x in d[:2]] == ["pass", "pass"]
+    assert all(x.unmeasured and x.count is None for x in d[:2])
+    assert "no performance input" in (d[0].error or "") and not d[2].unmeasured
+
+
+class _FakePool:
+    """Stands in for a sandbox pool: the clocks' results come from a list, everything else passes."""
+
+    def __init__(self, clocks: list[Any]) -> None:
+        self.clocks = clocks
+        self.asked = 0
+
+    def map(self, fn: Any, items: list[Any]) -> Iterator[Any]:
+        from effirl.execution.checking import TaskTests
+        from effirl.execution.judge import MeasureResult
+        from effirl.execution.verdict import Status, Verdict
+        from effirl.inputs.perf import PerfInput, PerfInputSet
+        from effirl.training.reward_runs import _MeasureJob, _TaskReady
+
+        for pair in items:
+            job = pair[1]
+            if isinstance(job, _MeasureJob):
+                if job.trusted:
+                    self.asked += 1
+                    wall = self.clocks.pop(0)
+                    verdict = Verdict(status=Status.PASS if wall else Status.TIMEOUT, wall_s=wall)
+                    yield pair, MeasureResult(verdict, 1e6 if wall else None)
+                else:
+                    yield pair, MeasureResult(Verdict(status=Status.PASS, wall_s=0.01), 1000.0)
+            else:  # a task to prepare
+                native = self.clocks.pop(0) if job.need_clock else None
+                self.asked += job.need_clock
+                yield pair, _TaskReady(PerfInputSet(job.task.id, "generated", [PerfInput([[1, 2]], 3, True)]),
+                                       TaskTests([], [], "k"), native_s=native)
+
+
+def _runner() -> Any:
+    from effirl.meters.cputime import CpuTimeMeter
+    from effirl.training.reward_runs import RewardRunner
+
+    t = rc.task("lis_length")
+    return t.id, RewardRunner({t.id: t}, CpuTimeMeter(), BOX, scales={}, budget_factor=10.0, min_budget_s=1.0,
+                              start_allowance_s=0.2)
+
+
+def test_a_failed_reference_clock_is_tried_again_on_a_later_call() -> None:
+    """A clock whose measurement failed is not cached as unknown for the rest of the run (flat limits,
+    50x under callgrind): it is known only once measured, and tried again on later calls, CLOCK_TRIES in
+    all."""
+    from effirl.execution.verdict import Status
+    from effirl.inputs.perf import PerfInput, PerfInputSet
+    from effirl.training.reward_runs import CLOCK_TRIES, Outcome, _Step, _TaskReady
+
+    tid, runner = _runner()
+    runner._metered = _FakePool([None, 0.5])
+    programs = {"p": (tid, "def lis_length(nums):\n    return 1\n")}
+    flat = runner.sandbox.total_timeout_s * runner.meter.slowdown
+    budgets = []
+    for seed in (1, 2, 3):
+        step = _Step(seed)
+        step.ready[tid] = _TaskReady(PerfInputSet(tid, "generated", [PerfInput([[1, 2]], 2, True)]))
+        step.outcomes["p"] = Outcome(Status.PASS)
+        runner._measure(step, programs, ["p"])
+        budgets.append((runner.budgets[tid].meter_known, step.outcomes["p"].budget_s))
+    assert budgets[0] == (False, flat)  # the first try failed: flat limits for now
+    assert budgets[1] == (True, round(max(1.0, 10 * 0.5) + 0.2, 3))  # measured on the next call
+    assert budgets[2] == budgets[1] and runner._metered.asked == 2  # and never again
+    tid, runner = _runner()
+    runner._native = _FakePool([None] * CLOCK_TRIES)
+    for seed in range(CLOCK_TRIES + 2):
+        runner._prepare(_Step(seed), [tid])
+    assert runner._native.asked == CLOCK_TRIES and runner.budgets[tid].native_s is None  # gives up at last
+    tid, runner = _runner()
+    runner._native = _FakePool([None, 0.02])
+    for seed in range(4):
+        runner._prepare(_Step(seed), [tid])
+    assert runner._native.asked == 2 and runner.clock_s(tid) == max(1.0, 10 * 0.02)
+
+
+def test_the_measurement_budget_allows_for_the_modules_a_program_names() -> None:
+    """The measured run's clock includes the imports done before its count: each installed module a program
+    names that the servers do not hold adds ``import_allowance_s`` (at most ALLOWED_IMPORTS of them); a
+    program naming none keeps its reference's budget, and names that are held or not installed add nothing."""
+    from effirl.training.reward_runs import ALLOWED_IMPORTS, Budget, named_imports
+
+    tid, runner = _runner()
+    runner.budgets[tid] = Budget(meter_s=2.0)
+    held = runner._held
+    slow = runner.meter.slowdown
+    assert named_imports("def f(x):\n    return x\n", held) == 0
+    code = ("import statistics, doctest\nimport math, collections.abc\nfrom fractions import Fraction\n"
+            "import no_such_module_effirl\nimport xml.etree.ElementTree as ET\n")
+    assert named_imports(code, held) == 4  # statistics, doctest, fractions, xml.etree.ElementTree
+    assert named_imports("this is not Python (", held) == 0
+    base = max(1.0, 10 * 2.0)
+    assert runner.budget_s(tid) == pytest.approx(base + 0.2 * slow)
+    assert runner.budget_s(tid, 4) == pytest.approx(base + (0.2 + 4 * 0.02) * slow)
+    many = "\n".join(f"import {m}" for m in (
+        "statistics", "doctest", "fractions", "decimal", "json", "csv", "ast", "dis", "difflib", "email",
+        "html", "http", "inspect", "json", "locale", "pprint", "shlex", "textwrap", "zipfile", "tarfile"))
+    assert named_imports(many, held) > ALLOWED_IMPORTS
+    assert runner.budget_s(tid, named_imports(many, held)) == pytest.approx(
+        base + (0.2 + ALLOWED_IMPORTS * 0.02) * slow)

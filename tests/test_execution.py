@@ -384,6 +384,46 @@ def test_checker_imports_are_preimported() -> None:
     assert base.with_imports_of(["this is not python("]) is base
 
 
+# -- a measured run's output ---------------------------------------------------------------------------------
+
+ORDER_FREE = "def check(args, output, expected):\n    return sorted(output) == sorted(expected)\n"
+DISTINCT = "def f(xs):\n    return {body}\n"
+
+
+@pytest.mark.parametrize("metered", [False, True], ids=["native", "cputime"])
+def test_a_measured_output_is_judged_by_the_tasks_checker(worker: Worker, metered: bool) -> None:
+    """With ``check_output`` a measured run's output is judged as on a test: by equality, or by the task's
+    trusted checker in a separate child (on a metered worker that waits for READY, as a measured trusted
+    program). A wrong output has no count; without ``check_output`` (trusted programs) it is not looked at."""
+    from effirl.meters.cputime import CpuTimeMeter
+
+    w = Worker(41, SandboxConfig(), CpuTimeMeter()) if metered else worker
+    try:
+        if metered:
+            w.start()
+        args, expected = [[3, 1, 3, 2]], [1, 2, 3]
+
+        def measure(body: str, **kw: Any) -> judge.MeasureResult:
+            return judge.measure_once(w, DISTINCT.format(body=body), "f", "function", args, expected=expected,
+                                      **kw)
+
+        for body in ("sorted(set(xs), reverse=True)", "[1, 2, 3]"):
+            got = measure(body, check_output=True, checker=ORDER_FREE)
+            assert got.verdict.passed and (got.value is not None) == metered, (body, got)
+        for body in ("[1, 2]", "None"):
+            got = measure(body, check_output=True, checker=ORDER_FREE)
+            assert got.verdict.status is Status.WRONG_ANSWER and got.value is None, (body, got)
+        assert measure("[3, 2, 1]", check_output=True).verdict.status is Status.WRONG_ANSWER  # equality
+        assert measure("[1, 2]", check_output=False, checker=ORDER_FREE).verdict.passed  # not looked at
+        raising = "def check(args, output, expected):\n    raise ValueError('no')\n"
+        got = measure("[1, 2, 3]", check_output=True, checker=raising)
+        assert got.verdict.status is Status.WRONG_ANSWER and "no" in (got.verdict.error_message or "")
+    finally:
+        if metered:
+            w.close()
+            w.remove_workdir()
+
+
 # -- the worker's input cache ---------------------------------------------------------------------------------
 
 

@@ -221,3 +221,30 @@ def lis_length(nums):
         print(f"\n{name}: {d[i].count:,.0f} instructions, slow reference {d[0].count:,.0f}")
         assert d[i].count is not None and d[0].count is not None and d[i].count >= 0.95 * d[0].count
         assert rewards[i] <= rewards[0] + TOLERANCE
+
+
+LINE_READER = """
+import sys
+
+def lis_length(nums):
+    if sys._getframe().f_lineno > 5:
+        return -1  # only in a layout where this line is further down
+    return _slow(nums)
+"""
+
+
+def test_two_layouts_of_one_syntax_tree_are_judged_apart(reward: EfficiencyReward) -> None:
+    """In-call dedup keys on the program's text: two programs with the same tree but other line numbers can
+    behave differently (here the second, two blank lines lower, answers garbage), and each gets its own
+    verdict instead of sharing the first one's pass."""
+    from effirl.execution.parse import normalized
+
+    plain = LINE_READER + SLOW_BODY
+    shifted = LINE_READER.replace("import sys\n", "import sys\n\n\n") + SLOW_BODY
+    assert normalized(plain) == normalized(shifted) and plain != shifted
+    texts = [rc.completion(LIS, "fast"), rc.fenced(plain), rc.fenced(shifted), rc.fenced(plain, "Again:")]
+    rewards = rc.call(reward, group("lis_length", texts), trainer_state=rc.Step(600))
+    d = reward.last_details
+    assert [x.duplicate_of for x in d] == [None, None, None, 1]
+    assert d[1].status == d[3].status == "pass" and d[1].count == d[3].count
+    assert d[2].status == "wrong_answer" and rewards[2] == 0.0, d[2]

@@ -136,17 +136,30 @@ def _measure(spec: RunSpec, index: dict[str, Task], passing: list[tuple[Sample, 
              inputs: dict[str, PerfInputSet | str], results: ResultsFile, progress: Progress) -> None:
     assert spec.meter is not None
     items: list[MeasureItem] = []
+    # Identical programs of one task (the exact same text) are measured once on each input: the meter is
+    # deterministic, so their counts would be equal (and with a noisy meter, sharing one reading is fairer).
+    # Within this run only: another run has other inputs. Each twin's record names the sample measured. Not
+    # the same syntax tree: a program can read its own source or line numbers, so two layouts of one tree may
+    # behave differently (sampled duplicates are byte-identical anyway).
+    twins: dict[tuple[str, str, int, int], list[MeasureItem]] = defaultdict(list)
     for sample, rec in passing:
         got = inputs[sample.task_id]
         if isinstance(got, str) or not got.inputs:
             rec["measure_error"] = got if isinstance(got, str) else "no performance inputs"
             results.write(rec)
             continue
+        if not all(p.checked for p in got.inputs):  # never a count on an output nobody verified
+            rec["measure_error"] = "a performance input has no trusted expected output: not measured"
+            results.write(rec)
+            continue
         rec["inputs"] = got.describe()
+        code = sample.code or ""
         for i, perf in enumerate(got.inputs):
             for r in range(spec.repeats):
-                items.append(MeasureItem(sample.key, index[sample.task_id], sample.code or "", i, perf, r,
-                                         spec.sandbox.seed))
+                item = MeasureItem(sample.key, index[sample.task_id], code, i, perf, r, spec.sandbox.seed)
+                items.append(item)
+                twins[(sample.task_id, code, i, r)].append(item)
+    group_of = {(g[0].key, g[0].input_index, g[0].repeat): g for g in twins.values()}
     pending: dict[str, dict[tuple[int, int], float | None]] = defaultdict(dict)
     failures: dict[str, str] = {}
     expected_n = defaultdict(int)
@@ -157,17 +170,20 @@ def _measure(spec: RunSpec, index: dict[str, Task], passing: list[tuple[Sample, 
     meter = spec.meter
     with make_pool(spec.sandbox.with_imports_of(t.checker for t in index.values()), meter=meter,
                    executor=spec.executor) as mpool:
-        for item, result in measure_items(mpool, items):
-            done += 1
-            progress("measure", done, len(items))
-            pending[item.key][(item.input_index, item.repeat)] = result.value
-            if result.value is None and item.key not in failures:
-                v = result.verdict
-                failures[item.key] = f"{v.status.value}: {v.error_message or ''}".strip()
-            if len(pending[item.key]) == expected_n[item.key]:
-                rec = recs[item.key]
-                _finish(rec, pending.pop(item.key), failures.get(item.key), meter, spec.repeats)
-                results.write(rec)
+        for measured, result in measure_items(mpool, [g[0] for g in twins.values()]):
+            for item in group_of[(measured.key, measured.input_index, measured.repeat)]:
+                done += 1
+                progress("measure", done, len(items))
+                pending[item.key][(item.input_index, item.repeat)] = result.value
+                if item.key != measured.key:
+                    recs[item.key]["measured_as"] = measured.key
+                if result.value is None and item.key not in failures:
+                    v = result.verdict
+                    failures[item.key] = f"{v.status.value}: {v.error_message or ''}".strip()
+                if len(pending[item.key]) == expected_n[item.key]:
+                    rec = recs[item.key]
+                    _finish(rec, pending.pop(item.key), failures.get(item.key), meter, spec.repeats)
+                    results.write(rec)
 
 
 def _finish(rec: dict[str, Any], values: dict[tuple[int, int], float | None], failure: str | None, meter: Meter,

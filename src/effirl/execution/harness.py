@@ -4,7 +4,9 @@ Nothing here decides a verdict. The child never receives expected outputs; it on
 returned (or raised) for each input, as frames on a private pipe. The parent compares.
 A measured program is counted from its module body on: the child's set-up, and importing the installed modules
 the program's import statements name, happen before the point where every meter starts its count
-(:func:`_start_count`), so a count is the program's own work (see :mod:`effirl.meters.base`).
+(:func:`_start_count`), so a count is the program's own work (see :mod:`effirl.meters.base`). Those imports
+run uncounted only where no sandboxed program can have changed what they load: when the whole module search
+path is read-only (:func:`read_only_search_path`: the worker's read-only filesystem view).
 Everything this module needs is imported at the top: after the worker pivots into its minimal filesystem
 view, the project's own sources are no longer reachable. The fork server imports this module, so it imports
 only what the server holds anyway.
@@ -333,7 +335,8 @@ def run_program(job: dict[str, Any]) -> None:
         return
     prepared: list[Any] = []
     if measuring:
-        preimport(imported_names(tree))
+        if read_only_search_path(sys.path, sys.pycache_prefix):
+            preimport(imported_names(tree))
         for args in inputs:  # the task's own conversion of the arguments (trusted) is not the program's work
             try:
                 prepared.append(list(convert(list(args))) if convert is not None else list(args))
@@ -414,6 +417,36 @@ def imported_names(tree: Any) -> list[tuple[str, tuple[str, ...]]]:
     return sorted(found, key=found.__getitem__)
 
 
+def read_only_search_path(paths: list[str], pycache_prefix: str | None = None) -> bool:
+    """Whether nothing a sandboxed program did can have changed what an import loads: every folder of the
+    module search path, every folder above it, and the bytecode cache prefix if any, lie on read-only mounts
+    (a path that does not exist is judged by the nearest folder above it that does).
+
+    With the worker's read-only filesystem view this holds; without it (isolation off or incomplete: no mount
+    namespace) an earlier child may have written a module into a folder of the path, say ``site-packages``, or
+    one that shadows a standard module, and :func:`preimport` would run its code before the count starts. Then
+    nothing is pre-imported: the program's imports happen in its count, as its own work.
+    """
+    seen: set[str] = set()
+    for entry in [*paths, *([pycache_prefix] if pycache_prefix else [])]:
+        if type(entry) is not str:
+            return False
+        path = os.path.realpath(entry or os.getcwd())
+        while path not in seen:
+            seen.add(path)
+            try:
+                if not os.statvfs(path).f_flag & os.ST_RDONLY:
+                    return False
+            except FileNotFoundError:
+                pass  # judged by the folder above it: nothing can be created where that one is read-only
+            except OSError:
+                return False
+            if path == "/":
+                break
+            path = os.path.dirname(path)
+    return True
+
+
 def preimport(names: list[tuple[str, tuple[str, ...]]]) -> None:
     """Import, before a measured program's count starts, the installed modules its import statements name.
 
@@ -421,8 +454,9 @@ def preimport(names: list[tuple[str, tuple[str, ...]]]) -> None:
     the submodules a ``from`` statement names), under the sandbox's audit hook; one that cannot be imported
     (not installed, refused, failing) is skipped, and the program's own statement meets the same error,
     counted. The program then finds them in ``sys.modules``: its ``import statistics`` costs a dictionary
-    look-up, not the ~12 M instructions of loading the module. No program code has run yet, so what these
-    imports do is the installed modules' own work, the same for every program that names them.
+    look-up, not the ~12 M instructions of loading the module. No program code has run yet, and the module
+    search path is read-only (the caller checks :func:`read_only_search_path`), so what these imports do is
+    the installed modules' own work, the same for every program that names them.
     """
     for module, fromlist in names[:MAX_PREIMPORTS]:
         try:

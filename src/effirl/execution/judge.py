@@ -159,12 +159,12 @@ def run_tests(worker: Worker, code: str, entry_point: str, entry_kind: str, inpu
               expected: list[Any], *, atol: float = 0.0, inputs_key: str | None = None,
               checker: str | None = None, seed: int = 0, timeout_s: float | None = None) -> Verdict:
     """Correctness: run every input in one fresh child and compare in the parent."""
-    has_check = bool(checker and "def check" in checker)
-    col = _Collector(expected=None if has_check else expected, atol=atol)
+    judged = has_check(checker)
+    col = _Collector(expected=None if judged else expected, atol=atol)
     outcome = worker.run(job("tests", code, entry_point, entry_kind, checker=checker, seed=seed),
                          inputs, inputs_key, col, test_timeout_s=timeout_s)
     verdict = verdict_of(outcome, col, len(inputs), expected)
-    if has_check and verdict.passed:
+    if judged and verdict.passed:
         return _checked(worker, verdict, checker or "", inputs, [col.values[i] for i in range(len(inputs))],
                         expected)
     return verdict
@@ -225,15 +225,64 @@ class MeasureResult:
     output: Any = None
 
 
+def has_check(checker: str | None) -> bool:
+    """Whether a task's checker judges outputs itself (defines ``check``) instead of plain equality."""
+    return bool(checker and "def check" in checker)
+
+
+_JUDGE_ENTRY = "__effirl_judge"
+_JUDGE_WRAPPER = f"""
+
+def {_JUDGE_ENTRY}(args, output, expected):
+    return bool(check(list(args), output, expected))
+"""
+
+
+def judge_measured_output(worker: Worker, verdict: Verdict, checker: str, args: Any, output: Any,
+                          expected: Any) -> Verdict:
+    """A measured run's output judged by the task's trusted checker, in a separate child that never ran the
+    candidate (as :func:`_checked` does for tests); ``verdict`` (a pass) becomes a wrong answer when the
+    checker rejects the output or fails.
+
+    On a worker whose meter waits for a READY (perf, cputime) the checker runs as a *measured trusted program*
+    (the only kind of child such a meter attaches to, and what it counts is thrown away); elsewhere in the
+    checker's own mode.
+    """
+    if worker.meter is None or not worker.meter.needs_go:
+        return _checked(worker, verdict, checker, [args], [output], [expected])
+    col = _Collector(stop_on_error=False)
+    outcome = worker.run(job("measure", checker + _JUDGE_WRAPPER, _JUDGE_ENTRY, "function"),
+                         [[args, output, expected]], None, col)
+    if col.values.get(0) is not True:
+        reason = col.errors.get(0, ("", "checker rejected the output"))[1]
+        return verdict.model_copy(update=dict(
+            status=Status.WRONG_ANSWER, failed_test=0, tests_run=1, got=short(output),
+            expected=short(expected), error_message=f"wrong answer on test 0: {reason}"))
+    if not outcome.done:
+        return verdict.model_copy(update=dict(status=Status.RUNTIME_ERROR, error_type="CheckerError",
+                                              error_message="the task's checker did not finish"))
+    return verdict
+
+
 def measure_once(worker: Worker, code: str, entry_point: str, entry_kind: str, args: Any, *,
                  expected: Any = None, check_output: bool = False, atol: float = 0.0,
                  checker: str | None = None, seed: int = 0, timeout_s: float | None = None,
                  inputs_key: str | None = None) -> MeasureResult:
-    """One call of the entry point on one performance input in a fresh child, counted by the worker's meter."""
-    col = _Collector(expected=[expected] if check_output else None, atol=atol)
+    """One call of the entry point on one performance input in a fresh child, counted by the worker's meter.
+
+    With ``check_output`` the output must be right, as on a test: equal to ``expected`` (within ``atol``), or,
+    for a task whose checker defines ``check``, accepted by that trusted checker in a separate child
+    (:func:`judge_measured_output`); a wrong output is a wrong answer with no count. A program that can tell
+    it is being measured (the harness's frame, the meter in its environment, its own call count) gains
+    nothing by answering differently then: every measured run of a candidate is checked (the batch run and the
+    reward only measure checked inputs). Without ``check_output`` (trusted programs only: references, the
+    calibration) the output is not looked at.
+    """
+    judged = check_output and has_check(checker)
+    col = _Collector(expected=[expected] if check_output and not judged else None, atol=atol)
     outcome = worker.run(job("measure", code, entry_point, entry_kind, checker=checker, seed=seed),
                          [args], inputs_key, col, test_timeout_s=timeout_s, total_timeout_s=timeout_s)
-    verdict = verdict_of(outcome, col, 1, [expected] if check_output else None)
+    verdict = verdict_of(outcome, col, 1, [expected] if check_output and not judged else None)
     value = outcome.meter_value if verdict.passed else None
     if verdict.passed and value is None and worker.meter is not None:
         # The program finished, but its meter could not count the run (callgrind: no dump, a tampered dump
@@ -241,4 +290,8 @@ def measure_once(worker: Worker, code: str, entry_point: str, entry_kind: str, a
         verdict = verdict.model_copy(update={
             "status": Status.RUNTIME_ERROR, "error_type": "MeterError",
             "error_message": f"the {worker.meter.name} meter could not count this run"})
+    if judged and verdict.passed:
+        verdict = judge_measured_output(worker, verdict, checker or "", args, col.values.get(0), expected)
+        if not verdict.passed:
+            value = None
     return MeasureResult(verdict=verdict, value=value, output=col.values.get(0))

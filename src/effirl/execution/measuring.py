@@ -2,6 +2,11 @@
 
 No state survives from one measured run to the next: every run is a new fork of the warmed server, with a
 fresh private /tmp, so an ``lru_cache`` or a file written by the previous run cannot make the next one cheap.
+
+Every measured output is checked against the input's trusted expected output (or judged by the task's trusted
+checker in a separate child): a program that detects it is being measured and answers anything then gets a
+wrong answer, not a small count (:func:`effirl.execution.judge.measure_once`). The inputs effirl resolves are
+all checked (:mod:`effirl.inputs.perf`); an unchecked :class:`PerfInput` is for trusted programs only.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ class PerfInput:
 
     args: list[Any]
     expected: Any = None
-    checked: bool = False  # whether a measured run's output must equal ``expected``
+    checked: bool = False  # whether a measured run's output is judged against ``expected`` (trusted runs: no)
 
 
 @dataclass
@@ -38,9 +43,8 @@ class MeasureItem:
 
 def measure_one(worker: Worker, item: MeasureItem) -> judge.MeasureResult:
     t = item.task
-    needs_checker = bool(t.checker and "def check" in t.checker)  # such outputs are judged at correctness time
     return judge.measure_once(worker, item.code, t.entry_point, t.entry_kind.value, item.perf.args,
-                              expected=item.perf.expected, check_output=item.perf.checked and not needs_checker,
+                              expected=item.perf.expected, check_output=item.perf.checked,
                               atol=t.atol, checker=t.checker, seed=item.seed,
                               timeout_s=worker.config.total_timeout_s)
 

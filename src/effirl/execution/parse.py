@@ -47,6 +47,16 @@ def defines(code: str, entry_point: str, entry_kind: EntryKind | str = EntryKind
     return False
 
 
+def normalized(code: str) -> str:
+    """The syntax tree of a program without positions: comments, blank lines and layout do not matter. Two
+    programs with the same tree run the same bytecode (only their line numbers differ), so a deterministic
+    meter gives them the same count on the same inputs: a run judges and measures them once."""
+    try:
+        return ast.dump(ast.parse(code))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return code
+
+
 def code_blocks(text: str) -> list[str]:
     """Fenced code blocks that are (or may be) Python, in order; an unclosed last fence counts too."""
     blocks = [m.group(3) for m in _FENCE.finditer(text) if m.group(2).lower() in _PY_TAGS]

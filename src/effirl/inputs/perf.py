@@ -20,6 +20,14 @@ Fresh inputs per use (the seed policy):
   the same counts.
 * A task without a generator or dataset performance inputs falls back to its largest test input, flagged
   ``low_contrast`` (also in ``record["inputs"]``): such counts say little about efficiency.
+
+Every input this module returns is *checked*: it carries the output a measured run must return, from trusted
+data only (the task's own test expectation, or the task's trusted solution run in the sandbox:
+:func:`trusted_output`). A program may detect that it is being measured (the harness's frame, valgrind in its
+environment, its own call count) and return anything then, at a fraction of the cost; since every measured
+output is compared with the expected one (or judged by the task's trusted checker), doing so is a wrong answer
+on the performance input, never a smaller count. A task whose inputs cannot get a trusted expected output (no
+reference, no canonical solution) raises :class:`UnverifiableInputs`: its measurements could not be verified.
 """
 
 from __future__ import annotations
@@ -83,31 +91,66 @@ def generate_input(worker: Worker, task: Task, scale: int, seed: int) -> list[An
     return list(got.values[0])
 
 
-def trusted_output(worker: Worker, task: Task, args: list[Any]) -> Any:
-    """The expected output on ``args``, from the fastest reference (else the canonical solution)."""
-    code = task.references[-1].code if task.references else task.canonical
+def trusted_code(task: Task) -> str | None:
+    """The trusted solution that defines expected outputs on performance inputs: the fastest reference, else
+    the canonical solution (``None``: the task has neither)."""
+    return task.references[-1].code if task.references else task.canonical
+
+
+class UnverifiableInputs(GeneratorError):
+    """A task's performance inputs cannot get a trusted expected output: a measured output could not be
+    verified."""
+
+
+def trusted_outputs(worker: Worker, task: Task, inputs: list[list[Any]]) -> list[Any]:
+    """The expected outputs on ``inputs``, from the task's trusted solution (:func:`trusted_code`), run in the
+    sandbox in one child."""
+    code = trusted_code(task)
     if code is None:
-        raise GeneratorError(f"{task.id}: no trusted solution to compute expected outputs")
-    got = judge.collect_outputs(worker, code, task.entry_point, task.entry_kind.value, [args],
+        raise UnverifiableInputs(f"{task.id}: no trusted solution (reference or canonical) to compute the "
+                                 "expected outputs of its performance inputs: a measured output could not be "
+                                 "verified")
+    got = judge.collect_outputs(worker, code, task.entry_point, task.entry_kind.value, inputs,
                                 checker=task.checker, timeout_s=300.0)
     if got.errors:
-        raise GeneratorError(f"{task.id}: the reference failed on a generated input: {got.errors[0]}")
-    return got.values[0]
+        index = min(got.errors)
+        raise GeneratorError(f"{task.id}: the trusted solution failed on performance input {index}: "
+                             f"{got.errors[index]}")
+    return got.values
+
+
+def trusted_output(worker: Worker, task: Task, args: list[Any]) -> Any:
+    """The expected output on ``args``, from the fastest reference (else the canonical solution)."""
+    return trusted_outputs(worker, task, [args])[0]
+
+
+def largest_test_input(worker: Worker, task: Task, why: str) -> PerfInputSet:
+    """The task's largest test input as its only performance input (low contrast; ``why`` says why), checked:
+    with the test's own expected output where the task's tests carry them, else with the trusted solution's
+    (:class:`UnverifiableInputs` without one)."""
+    if not task.tests:
+        return PerfInputSet(task.id, "tests", [], low_contrast=True, notes=[f"{why}: no inputs at all"])
+    largest = max(range(len(task.tests)), key=lambda i: len(repr(task.tests[i].args)))
+    args = list(task.tests[largest].args)
+    if task.expected_from == "tests":
+        expected = task.tests[largest].expected
+    else:
+        expected = trusted_output(worker, task, args)
+    return PerfInputSet(task.id, "tests", [PerfInput(args, expected, True)], low_contrast=True,
+                        notes=[f"{why}: largest test input ({largest}) used; low contrast"])
 
 
 def resolve_perf_inputs(worker: Worker, task: Task, seed: int, scale: int | None = None) -> PerfInputSet:
-    """The performance inputs of ``task`` for one use (an evaluation run, one RL step's group)."""
+    """The performance inputs of ``task`` for one use (an evaluation run, one RL step's group), every one of
+    them checked (see the module's docstring)."""
     if task.generator:
         s = scale or task.default_scale or 1000
         args = generate_input(worker, task, s, seed)
         expected = trusted_output(worker, task, args)
         return PerfInputSet(task.id, "generated", [PerfInput(args, expected, True)], scale=s, seed=seed)
     if task.perf_inputs:
-        return PerfInputSet(task.id, "dataset", [PerfInput(list(a)) for a in task.perf_inputs])
-    if not task.tests:
-        return PerfInputSet(task.id, "tests", [], low_contrast=True, notes=["no inputs at all"])
-    largest = max(range(len(task.tests)), key=lambda i: len(repr(task.tests[i].args)))
-    tc = task.tests[largest]
-    checked = task.expected_from == "tests" and not task.checker
-    return PerfInputSet(task.id, "tests", [PerfInput(list(tc.args), tc.expected, checked)], low_contrast=True,
-                        notes=[f"no generator: largest test input ({largest}) used; low contrast"])
+        inputs = [list(a) for a in task.perf_inputs]
+        expected = trusted_outputs(worker, task, inputs)
+        checked = [PerfInput(a, e, True) for a, e in zip(inputs, expected, strict=True)]
+        return PerfInputSet(task.id, "dataset", checked)
+    return largest_test_input(worker, task, "no generator")

@@ -12,9 +12,14 @@ callable joins the sandbox, the meters, the performance inputs and the group-rew
 Per call: the completions are grouped by prompt (and task); every completion is checked on its task's tests
 and on the step's *fresh* performance inputs (new generator inputs every step, seeded by the trainer's step,
 with expected outputs from the task's trusted fastest reference, run in the sandbox: a table of answers for
-known inputs is worth nothing); every passing one is measured; identical programs (same syntax tree) of a task
-are checked and measured once per call (the meter is deterministic), never cached across calls; the group
-reward follows (``RewardConfig.round_to``: GRPO with Round). See :mod:`effirl.training.reward_runs` for the
+known inputs is worth nothing); every passing one is measured, and every measured output is checked again (a
+program that detects the measurement and answers anything then gets a wrong answer, not a smaller count);
+identical programs (the exact same program text) of a task are checked and measured once per call (the meter
+is deterministic), never cached across calls; the group reward follows (``RewardConfig.round_to``: GRPO with
+Round). Only tasks with a generator get fresh inputs: the others keep fixed ones (their dataset's, or their
+largest test input), which the reward warns about once at construction (and ``inputs_fresh`` shows per
+completion); a task with no performance input at all gives its passing completions ``s_min`` (flagged
+``unmeasured``). See :mod:`effirl.training.reward_runs` for the
 time budgets and how a dying sandbox worker is handled, and :mod:`effirl.meters.base` for what a count covers
 (the program's module body and call, not the installed modules it imports).
 
@@ -25,7 +30,6 @@ the reward spread through TRL's ``log_metric`` hook.
 
 from __future__ import annotations
 
-import ast
 import logging
 import math
 import statistics
@@ -38,9 +42,9 @@ from typing import Any
 
 from effirl.errors import EffirlError
 from effirl.execution.config import SandboxConfig
-from effirl.execution.parse import defines, program_from_sample
+from effirl.execution.parse import defines, normalized, program_from_sample
 from effirl.execution.verdict import Status
-from effirl.inputs.calibration import default_scales, read_scales
+from effirl.inputs.calibration import resolve_scales
 from effirl.inputs.perf import run_seed
 from effirl.meters.base import Meter
 from effirl.meters.select import select_meter
@@ -74,19 +78,11 @@ class CompletionDetail:
     reran: bool = False  # a sandbox worker died under it; its run was repeated
     worker_failure: bool = False  # it failed twice: counted as a failure, not the program's fault
     budget_s: float | None = None  # its measurement budget, in the meter's seconds
+    inputs_fresh: bool | None = None  # measured on this call's new generator inputs (False: fixed inputs)
+    unmeasured: bool = False  # passed on a task with no performance input this call: no count, reward s_min
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def normalized(code: str) -> str:
-    """The syntax tree of a program without positions: comments, blank lines and layout do not matter. Two
-    completions with the same tree run the same bytecode (only their line numbers differ), so they are judged
-    once per call."""
-    try:
-        return ast.dump(ast.parse(code))
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return code
 
 
 def program_of(task: Task, text: str) -> str | None:
@@ -124,27 +120,33 @@ class EfficiencyReward:
                  reward_config: RewardConfig | None = None, workers: int | None = None,
                  fresh_inputs: bool = True, *, inputs_seed: int = 0, calibration: str | None = None,
                  scales: dict[str, int] | None = None, budget_factor: float = 10.0, min_budget_s: float = 1.0,
-                 start_allowance_s: float = 0.2, num_generations: int | None = None,
-                 sandbox: SandboxConfig | None = None, tasks: Sequence[Task] | None = None,
-                 executor: Any = None) -> None:
+                 start_allowance_s: float = 0.2, import_allowance_s: float = 0.02,
+                 num_generations: int | None = None, sandbox: SandboxConfig | None = None,
+                 tasks: Sequence[Task] | None = None, executor: Any = None) -> None:
         self.config = EfficiencyRewardConfig(
             suite=suite, source=source, meter=meter if isinstance(meter, str) else meter.name,
             reward=reward_config or RewardConfig(), workers=workers, fresh_inputs=fresh_inputs,
             inputs_seed=inputs_seed, calibration=calibration, scales=scales, budget_factor=budget_factor,
-            min_budget_s=min_budget_s, start_allowance_s=start_allowance_s, num_generations=num_generations,
+            min_budget_s=min_budget_s, start_allowance_s=start_allowance_s,
+            import_allowance_s=import_allowance_s, num_generations=num_generations,
             sandbox=sandbox or SandboxConfig())
         cfg = self.config
         self.tasks: dict[str, Task] = by_id(list(tasks) if tasks is not None else load(cfg.suite, cfg.source))
         self.meter: Meter = meter if isinstance(meter, Meter) else select_meter(meter)
-        scales = read_scales(cfg.calibration) if cfg.calibration else default_scales(cfg.suite, cfg.source)
+        scales = resolve_scales(cfg.calibration, cfg.suite, cfg.source)
         unknown = sorted(set(cfg.scales or {}) - set(self.tasks))
         if unknown:
             raise EffirlError(f"scales: unknown task(s) {', '.join(unknown)} in suite {cfg.suite!r}")
         scales.update(cfg.scales or {})
         box = cfg.sandbox if cfg.workers is None else cfg.sandbox.model_copy(update={"workers": cfg.workers})
+        self.fixed_input_tasks: list[str] = sorted(t.id for t in self.tasks.values() if not t.generator)
+        self.no_input_tasks: list[str] = sorted(t.id for t in self.tasks.values()
+                                                if not t.generator and not t.perf_inputs and not t.tests)
+        self._warn_fixed_inputs()
         self._runner = RewardRunner(self.tasks, self.meter, box, scales=scales,
                                     budget_factor=cfg.budget_factor, min_budget_s=cfg.min_budget_s,
-                                    start_allowance_s=cfg.start_allowance_s, executor=executor)
+                                    start_allowance_s=cfg.start_allowance_s,
+                                    import_allowance_s=cfg.import_allowance_s, executor=executor)
         self._finalizer = weakref.finalize(self, _close_runner, self._runner)
         self._lock = threading.Lock()
         self._calls = 0
@@ -160,7 +162,24 @@ class EfficiencyReward:
         return cls(c.suite, c.source, c.meter, c.reward, c.workers, c.fresh_inputs, inputs_seed=c.inputs_seed,
                    calibration=c.calibration, scales=c.scales, budget_factor=c.budget_factor,
                    min_budget_s=c.min_budget_s, start_allowance_s=c.start_allowance_s,
-                   num_generations=c.num_generations, sandbox=c.sandbox, tasks=tasks, executor=executor)
+                   import_allowance_s=c.import_allowance_s, num_generations=c.num_generations,
+                   sandbox=c.sandbox, tasks=tasks, executor=executor)
+
+    def _warn_fixed_inputs(self) -> None:
+        """Say once that fresh inputs cover only the tasks with a generator (and which have no input at
+        all)."""
+
+        def some(ids: list[str]) -> str:
+            return ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+
+        n, total = len(self.fixed_input_tasks), len(self.tasks)
+        if self.config.fresh_inputs and n:
+            log.warning("fresh_inputs: %d of %d tasks have no input generator (%s); their performance inputs "
+                        "are fixed (the dataset's, or the largest test input) on every call, so a table of "
+                        "answers for them is not ruled out", n, total, some(self.fixed_input_tasks))
+        if self.no_input_tasks:
+            log.warning("%d task(s) have no performance input at all (%s): their passing completions are not "
+                        "measured and all get s_min", len(self.no_input_tasks), some(self.no_input_tasks))
 
     # -- lifecycle
     # ---------------------------------------------------------------------------------------------
@@ -217,10 +236,12 @@ class EfficiencyReward:
                            {k: entries[v[0]].task_id for k, v in groups.items()})
         seed = self._seed(trainer_state)
         codes: list[str | None] = [program_of(self.tasks[e.task_id], e.text) for e in entries]
+        # A program's key is its exact text, not its syntax tree: a program can read its own source or line
+        # numbers, so two layouts of one tree may behave differently (sampled duplicates are byte-identical).
         first: dict[tuple[str, str], int] = {}  # a program's key -> the first completion with it
         keys: list[tuple[str, str] | None] = []
         for e, code in zip(entries, codes, strict=True):
-            key = None if code is None else (e.task_id, normalized(code))
+            key = None if code is None else (e.task_id, code)
             keys.append(key)
             if key is not None:
                 first.setdefault(key, e.index)
@@ -229,17 +250,20 @@ class EfficiencyReward:
 
         statuses: list[Status] = []
         counts: list[float | None] = []
+        scored: list[float | None] = []  # what the group reward sees: an unmeasured pass ties with the others
         for key in keys:
             if key is None:
                 statuses.append(Status.FORMAT_ERROR)
                 counts.append(None)
+                scored.append(None)
                 continue
             o = outcomes[key]
             statuses.append(o.status)
             counts.append(sum(o.counts) if o.status.passed and o.counts else None)
+            scored.append(1.0 if o.status.passed and o.unmeasured else counts[-1])
         rewards = [0.0] * len(entries)
         for members in groups.values():
-            got = group_rewards([statuses[i] for i in members], [counts[i] for i in members], cfg.reward)
+            got = group_rewards([statuses[i] for i in members], [scored[i] for i in members], cfg.reward)
             for i, r in zip(members, got, strict=True):
                 rewards[i] = r
         self.last_details = self._details(entries, groups, keys, first, outcomes, inputs, statuses, counts,
@@ -267,7 +291,9 @@ class EfficiencyReward:
                 inputs_seed=seed, inputs_scale=getattr(ins, "scale", None),
                 inputs_source=getattr(ins, "source", None), duplicate_of=dup, error=error,
                 on_perf_input=bool(o and o.on_perf_input), reran=bool(o and o.reran),
-                worker_failure=bool(o and o.worker_failure), budget_s=o.budget_s if o else None))
+                worker_failure=bool(o and o.worker_failure), budget_s=o.budget_s if o else None,
+                inputs_fresh=None if ins is None else self.config.fresh_inputs and ins.source == "generated",
+                unmeasured=bool(o and o.unmeasured)))
         return out
 
     def _log(self, groups: dict[str, list[int]], statuses: list[Status], counts: list[float | None],

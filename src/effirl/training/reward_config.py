@@ -22,10 +22,15 @@ class EfficiencyRewardConfig(BaseModel):
     Time budgets (see :mod:`effirl.training.reward_runs`): a completion is checked on the task's tests and the
     step's fresh performance input with a per-result clock of ``max(min_budget_s, budget_factor x`` the
     slowest reference's native time``)``, and measured under the meter within ``max(min_budget_s,
-    budget_factor x`` the slowest reference's time under that meter``)`` plus ``start_allowance_s`` for the
-    child's set-up (native seconds, scaled by the meter's slowdown). Tasks without a reference get the
-    sandbox's flat
-    ``test_timeout_s`` and ``total_timeout_s`` instead.
+    budget_factor x`` the slowest reference's time under that meter``)`` plus an allowance for the
+    child's set-up, which the measured run's clock includes: ``start_allowance_s``, and
+    ``import_allowance_s`` for each installed module the program's import statements name that the sandbox's
+    servers do not hold already (the harness imports them before the count starts; at most 16 such modules
+    are allowed for), in native seconds scaled by the meter's slowdown. Tasks without a reference get the
+    sandbox's flat ``test_timeout_s`` and ``total_timeout_s`` instead.
+
+    ``fresh_inputs``: new generator inputs every call; a task without a generator keeps fixed performance
+    inputs (its dataset's, or its largest test input), which the reward says once at construction.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,5 +47,6 @@ class EfficiencyRewardConfig(BaseModel):
     budget_factor: float = Field(default=10.0, ge=1.0)
     min_budget_s: float = Field(default=1.0, gt=0)  # floor of both clocks (each in its own seconds)
     start_allowance_s: float = Field(default=0.2, ge=0)  # native seconds for a measured child's set-up
+    import_allowance_s: float = Field(default=0.02, ge=0)  # native seconds per named module it pre-imports
     num_generations: int | None = Field(default=None, ge=1)  # completions per prompt (duplicates vs splits)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)

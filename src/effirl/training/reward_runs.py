@@ -5,18 +5,34 @@ does what needs the sandbox, in three phases over two warm pools kept for the wh
 carrying the meter), every pool made by :func:`make_reward_pool`:
 
 1. **inputs** (native): per task of the call, new performance inputs from the task's generator with the call's
-   seed, and their expected outputs from the trusted fastest reference (``resolve_perf_inputs``); the task's
-   own tests (canonical expected outputs where the task has them); the first time a task is seen, the wall
-   time of its slowest reference on those inputs (its clock).
+   seed, and their expected outputs from the trusted fastest reference (``resolve_perf_inputs``; a task
+   without a generator keeps fixed inputs: the dataset's, or its largest test input); the task's own tests
+   (canonical expected outputs where the task has them); until it is known, the wall time of its slowest
+   reference on those inputs (its clock).
 2. **check** (native): every distinct program on the task's tests *and* the fresh performance inputs (checked
    against the reference: a wrong answer there is a test error). The per-result clock is
    ``max(min_budget_s, budget_factor x`` the slowest reference's native time``)``: a looping program is
    stopped there and holds nothing up beyond it.
-3. **measure** (meter): every passing program on every performance input, once. The budget of a measurement is
-   ``max(min_budget_s, budget_factor x`` the slowest reference's time under the same meter``)``,
-   measured once per task on the first call that needs it, plus a fixed allowance for the child's set-up (the
-   imports it names, ``start_allowance_s x slowdown``); over budget is a timeout on the performance input (0).
-   Tasks without a reference keep the sandbox's flat limits (``test_timeout_s``, ``total_timeout_s``).
+3. **measure** (meter): every passing program on every performance input, once. Every measured output is
+   checked again, as on a test: equal to the trusted expected output, or (a task whose checker defines
+   ``check``) accepted by that checker in a separate child. A program that detects it is being measured (the
+   harness's frame, the meter in its environment, its own call count) and answers anything then gets a wrong
+   answer on the performance input (0), never a smaller count: detecting the measurement gains nothing. The
+   budget of a measurement is ``max(min_budget_s, budget_factor x`` the slowest reference's time under the
+   same meter``)``, measured per task on the first call that needs it (a failed try is repeated on a later
+   call, up to ``CLOCK_TRIES`` times), plus an allowance for the child's set-up, which the measured run's
+   clock includes: ``(start_allowance_s + import_allowance_s x m) x slowdown``, ``m`` being the number of
+   installed modules the program's import statements name that the sandbox's servers do not hold already
+   (the harness imports them before the count starts, but within the clock), at most ``ALLOWED_IMPORTS``: a
+   program naming many cheap modules gains at most ``ALLOWED_IMPORTS x import_allowance_s`` of wall time, and
+   a program that names none has exactly the budget of its reference. Over budget is a timeout on the
+   performance input (0). Tasks without a reference keep the sandbox's flat limits (``test_timeout_s``,
+   ``total_timeout_s``).
+
+A task left with no performance input in a call (no generator, no dataset inputs, no tests; or inputs whose
+expected outputs no trusted solution could give) measures nothing: its passing programs are flagged
+``unmeasured`` and rewarded as an all-equal group (``s_min``), a pass with no efficiency signal, never a
+failure for a correct program.
 
 A run whose sandbox worker died is run once more; if it fails again (or the pool itself fails), the program is
 a failure flagged ``worker_failure``, and every other program still gets its outcome. Nothing here is cached
@@ -26,7 +42,11 @@ its reference clocks.
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.machinery
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,10 +55,11 @@ from typing import Any, TypeVar
 from effirl.execution import judge
 from effirl.execution.checking import ExpectedOutputs, TaskTests
 from effirl.execution.config import SandboxConfig
+from effirl.execution.harness import MAX_PREIMPORTS, imported_names
 from effirl.execution.measuring import PerfInput
 from effirl.execution.verdict import Status, Verdict
-from effirl.execution.worker import Worker
-from effirl.inputs.perf import PerfInputSet, resolve_perf_inputs
+from effirl.execution.worker import Worker, server_path
+from effirl.inputs.perf import PerfInputSet, largest_test_input, resolve_perf_inputs
 from effirl.meters.base import Meter
 from effirl.tasks.model import Task
 
@@ -46,6 +67,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 WORKER_DIED = "WorkerDied"
+CLOCK_TRIES = 3  # tries at a task's reference clock (native, and under the meter) before flat limits stay
+ALLOWED_IMPORTS = 16  # named modules a measurement's set-up allowance grows with, at most
 
 
 def make_reward_pool(config: SandboxConfig, meter: Meter | None, executor: Any = None) -> Any:
@@ -58,11 +81,17 @@ def make_reward_pool(config: SandboxConfig, meter: Meter | None, executor: Any =
 @dataclass
 class Budget:
     """How long a task's programs may run: the slowest reference's wall seconds, natively and under the meter
-    (``None``: not known, the flat limits apply)."""
+    (``None``: not known, the flat limits apply). A clock whose measurement failed is tried again on a later
+    call, ``CLOCK_TRIES`` times in all."""
 
     native_s: float | None = None
     meter_s: float | None = None
-    meter_known: bool = False  # the meter clock was tried (a failed try is not repeated)
+    native_tries: int = 0
+    meter_tries: int = 0
+
+    @property
+    def meter_known(self) -> bool:
+        return self.meter_s is not None
 
 
 @dataclass
@@ -76,6 +105,7 @@ class Outcome:
     reran: bool = False  # a worker died under one of its runs, and the run was repeated
     worker_failure: bool = False  # a worker failed twice under it: counted as a failure
     budget_s: float | None = None  # the measurement budget, in the meter's seconds
+    unmeasured: bool = False  # a pass on a task with no performance input this call: no count, s_min
 
 
 @dataclass
@@ -127,6 +157,7 @@ class _MeasureJob:
     inputs_key: str
     timeout_s: float
     seed: int
+    trusted: bool = False  # a reference measured for its clock: its output is not judged
 
 
 @dataclass
@@ -145,15 +176,14 @@ class _Step:
     outcomes: dict[Any, Outcome] = field(default_factory=dict)
 
 
-def tests_fallback(task: Task, why: str) -> PerfInputSet:
-    """The performance inputs of a task whose generator failed: its largest test input (low contrast)."""
-    if not task.tests:
-        return PerfInputSet(task.id, "tests", [], low_contrast=True, notes=[why, "no inputs at all"])
-    largest = max(range(len(task.tests)), key=lambda i: len(repr(task.tests[i].args)))
-    tc = task.tests[largest]
-    checked = task.expected_from == "tests" and not task.checker
-    return PerfInputSet(task.id, "tests", [PerfInput(list(tc.args), tc.expected, checked)], low_contrast=True,
-                        notes=[why, f"largest test input ({largest}) used; low contrast"])
+def tests_fallback(worker: Worker, task: Task, why: str) -> PerfInputSet:
+    """The performance inputs of a task whose own could not be made: its largest test input (low contrast),
+    checked; none at all (every pass unmeasured) when even that one gets no trusted expected output."""
+    try:
+        return largest_test_input(worker, task, why)
+    except Exception as exc:  # noqa: BLE001 - no input this call, and the notes say why
+        return PerfInputSet(task.id, "tests", [], low_contrast=True,
+                            notes=[f"{why}; the largest test input has no trusted expected output ({exc})"])
 
 
 def _prepare_task(worker: Worker, job: _TaskJob) -> _TaskReady:
@@ -162,8 +192,9 @@ def _prepare_task(worker: Worker, job: _TaskJob) -> _TaskReady:
         inputs = resolve_perf_inputs(worker, task, job.seed, job.scale)
         note = None
     except Exception as exc:  # noqa: BLE001 - the task is measured on its tests instead, and says why
-        note = f"performance inputs could not be generated ({exc}); measured on the largest test input"
-        inputs = tests_fallback(task, note)
+        note = f"performance inputs could not be made ({exc}); measured on the largest test input"
+        inputs = tests_fallback(worker, task, note)
+        note = "; ".join(inputs.notes)
     ready = _TaskReady(inputs=inputs, note=note)
     if job.need_tests:
         ready.tests = ExpectedOutputs().get(worker, task)
@@ -186,10 +217,10 @@ def _check(worker: Worker, job: _CheckJob) -> Verdict:
 
 
 def _measure(worker: Worker, job: _MeasureJob) -> judge.MeasureResult:
+    """One measured run; a candidate's output is judged (equality, or the task's checker in another child)."""
     t = job.task
-    needs_checker = bool(t.checker and "def check" in t.checker)  # such outputs were judged by the check
     return judge.measure_once(worker, job.code, t.entry_point, t.entry_kind.value, job.perf.args,
-                              expected=job.perf.expected, check_output=job.perf.checked and not needs_checker,
+                              expected=job.perf.expected, check_output=job.perf.checked and not job.trusted,
                               atol=t.atol, checker=t.checker, seed=job.seed, timeout_s=job.timeout_s,
                               inputs_key=job.inputs_key)
 
@@ -251,12 +282,35 @@ def _worker_failure(result: Any) -> tuple[bool, str | None]:
     return False, None
 
 
+@functools.lru_cache(maxsize=4096)
+def _installed(top: str) -> bool:
+    """Whether a top-level module is found on the fork servers' module path (looked up, never imported)."""
+    if top in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.machinery.PathFinder.find_spec(top, list(server_path())) is not None
+    except (ImportError, ValueError, OSError):
+        return False
+
+
+def named_imports(code: str, held: frozenset[str]) -> int:
+    """How many modules the harness imports for ``code`` before its count starts that the servers do not hold
+    already (``held``: their preimports): the distinct modules its absolute import statements name (at most
+    the harness's ``MAX_PREIMPORTS``), whose top-level package is installed and not held."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return 0
+    names = dict.fromkeys(module for module, _ in imported_names(tree)[:MAX_PREIMPORTS])
+    return sum(1 for m in names if m.split(".")[0] not in held and _installed(m.split(".")[0]))
+
+
 class RewardRunner:
     """The pools and per-task clocks of one reward object; :meth:`run` does one call's sandbox work."""
 
     def __init__(self, tasks: dict[str, Task], meter: Meter, sandbox: SandboxConfig, *,
                  scales: dict[str, int], budget_factor: float, min_budget_s: float, start_allowance_s: float,
-                 executor: Any = None) -> None:
+                 import_allowance_s: float = 0.02, executor: Any = None) -> None:
         self.tasks = tasks
         self.meter = meter
         self.sandbox = sandbox.with_imports_of(t.checker for t in tasks.values())
@@ -264,8 +318,10 @@ class RewardRunner:
         self.budget_factor = budget_factor
         self.min_budget_s = min_budget_s
         self.start_allowance_s = start_allowance_s
+        self.import_allowance_s = import_allowance_s
         self.executor = executor
         self.budgets: dict[str, Budget] = {}
+        self._held = frozenset(self.sandbox.preimports)
         self._tests: dict[str, TaskTests] = {}
         self._native: Any = None
         self._metered: Any = None
@@ -291,6 +347,9 @@ class RewardRunner:
                 pool.close()
 
     # -- budgets ---------------------------------------------------------------------------------------------
+    def budget(self, task_id: str) -> Budget:
+        return self.budgets.setdefault(task_id, Budget())
+
     def clock_s(self, task_id: str) -> float:
         """The per-result clock of a check, in native seconds (the sandbox's flat one without a reference)."""
         native = self.budgets.get(task_id, Budget()).native_s
@@ -298,14 +357,16 @@ class RewardRunner:
             return self.sandbox.test_timeout_s
         return max(self.min_budget_s, self.budget_factor * native)
 
-    def budget_s(self, task_id: str) -> float:
-        """A measurement's wall budget in the meter's seconds (the sandbox's flat limit without a
-        reference)."""
+    def budget_s(self, task_id: str, imports: int = 0) -> float:
+        """A measurement's wall budget in the meter's seconds (the sandbox's flat limit without a reference),
+        for a program whose import statements name ``imports`` modules the servers do not hold (see the
+        module's docstring)."""
         slowdown = self.meter.slowdown
         meter_s = self.budgets.get(task_id, Budget()).meter_s
         if meter_s is None:
             return self.sandbox.total_timeout_s * slowdown
-        return max(self.min_budget_s, self.budget_factor * meter_s) + self.start_allowance_s * slowdown
+        allowance = self.start_allowance_s + self.import_allowance_s * min(imports, ALLOWED_IMPORTS)
+        return max(self.min_budget_s, self.budget_factor * meter_s) + allowance * slowdown
 
     # -- one call --------------------------------------------------------------------------------------------
     def run(self, programs: dict[Any, tuple[str, str]],
@@ -329,9 +390,14 @@ class RewardRunner:
         times.measure_s = time.monotonic() - t0
         return step.outcomes, {tid: r.inputs for tid, r in step.ready.items()}, times
 
+    def _needs_clock(self, task: Task) -> bool:
+        b = self.budget(task.id)
+        return bool(task.references) and b.native_s is None and b.native_tries < CLOCK_TRIES
+
     def _prepare(self, step: _Step, task_ids: list[str]) -> None:
         jobs = [_TaskJob(self.tasks[tid], step.seed, self.scales.get(tid), tid not in self._tests,
-                         tid not in self.budgets, self.sandbox.total_timeout_s) for tid in task_ids]
+                         self._needs_clock(self.tasks[tid]), self.sandbox.total_timeout_s)
+                for tid in task_ids]
         results, _ = run_all(self.native, _prepare_task, jobs)
         for job, result in zip(jobs, results, strict=True):
             tid = job.task.id
@@ -344,7 +410,15 @@ class RewardRunner:
             if result.tests is not None:
                 self._tests[tid] = result.tests
             if job.need_clock:
-                self.budgets[tid] = Budget(native_s=result.native_s)
+                budget = self.budget(tid)
+                budget.native_tries += 1
+                if result.native_s is not None:
+                    budget.native_s = result.native_s
+                else:
+                    log.warning("%s: the slowest reference's native clock could not be taken (try %d of "
+                                "%d)%s", tid, budget.native_tries, CLOCK_TRIES,
+                                "; the flat test clock stays" if budget.native_tries >= CLOCK_TRIES
+                                else "; tried again on the next call")
             step.ready[tid] = result
 
     def _check(self, step: _Step, programs: dict[Any, tuple[str, str]]) -> list[Any]:
@@ -381,20 +455,34 @@ class RewardRunner:
 
     def _measure(self, step: _Step, programs: dict[Any, tuple[str, str]], passing: list[Any]) -> int:
         tids = sorted({programs[k][0] for k in passing})
-        self._meter_clocks(step, [t for t in tids if not self.budgets.setdefault(t, Budget()).meter_known])
+        self._meter_clocks(step, [t for t in tids if self.tasks[t].references and step.ready[t].inputs.inputs
+                                  and self.budget(t).meter_s is None
+                                  and self.budget(t).meter_tries < CLOCK_TRIES])
         slowdown = self.meter.slowdown
         jobs: list[_MeasureJob] = []
+        unmeasured: set[str] = set()
         for key in sorted(passing, key=lambda k: programs[k][0]):
             tid, code = programs[key]
             perf = step.ready[tid].inputs.inputs
-            if not perf:
-                step.outcomes[key] = Outcome(Status.RUNTIME_ERROR, error="the task has no performance input")
+            if not perf:  # nothing to measure on: a pass without an efficiency signal (s_min)
+                outcome = step.outcomes[key]
+                outcome.unmeasured = True
+                outcome.error = ("the task has no performance input in this call: not measured, rewarded as "
+                                 "an all-equal group")
+                unmeasured.add(tid)
                 continue
-            budget = self.budget_s(tid)
+            if not all(p.checked for p in perf):  # never a count on an output nobody verified
+                step.outcomes[key] = Outcome(Status.RUNTIME_ERROR, error="a performance input has no trusted "
+                                             "expected output: its measured output cannot be verified")
+                continue
+            budget = self.budget_s(tid, named_imports(code, self._held))
             step.outcomes[key].budget_s = round(budget, 3)
             for i, p in enumerate(perf):
                 jobs.append(_MeasureJob(key, self.tasks[tid], code, i, p, f"reward:{tid}:{step.seed}:perf{i}",
                                         budget / slowdown, self.sandbox.seed))
+        for tid in sorted(unmeasured):
+            log.warning("%s: no performance input in this call (%s); its passing programs are not measured "
+                        "and all get s_min", tid, "; ".join(step.ready[tid].inputs.notes) or "none")
         results, reran = run_all(self.metered, _measure, jobs)
         counts: dict[Any, dict[int, float]] = {}
         for job, result, again in zip(jobs, results, reran, strict=True):
@@ -416,7 +504,7 @@ class RewardRunner:
             counts.setdefault(job.key, {})[job.index] = float(result.value)
         for key in passing:
             outcome = step.outcomes[key]
-            if outcome.status is Status.PASS:
+            if outcome.status is Status.PASS and not outcome.unmeasured:
                 got = counts.get(key, {})
                 n_perf = len(step.ready[programs[key][0]].inputs.inputs)
                 if sorted(got) != list(range(n_perf)):  # never a pass without a count on every input
@@ -427,23 +515,28 @@ class RewardRunner:
         return len(jobs)
 
     def _meter_clocks(self, step: _Step, task_ids: Iterable[str]) -> None:
-        """Measure each task's slowest reference under the meter (first call only): the budget's base."""
+        """Measure each task's slowest reference under the meter: the budget's base. Known once it succeeds;
+        a failed try is repeated on a later call (``CLOCK_TRIES`` in all), the flat limits applying
+        meanwhile."""
         jobs = []
         for tid in task_ids:
             task = self.tasks[tid]
-            self.budgets[tid].meter_known = True
             perf = step.ready[tid].inputs.inputs
-            if task.references and perf:
-                jobs.append(_MeasureJob(tid, task, task.references[0].code, 0, perf[0],
-                                        f"reward:{tid}:{step.seed}:perf0", self.sandbox.total_timeout_s,
-                                        self.sandbox.seed))
+            jobs.append(_MeasureJob(tid, task, task.references[0].code, 0, perf[0],
+                                    f"reward:{tid}:{step.seed}:perf0", self.sandbox.total_timeout_s,
+                                    self.sandbox.seed, trusted=True))
         if not jobs:
             return
         results, _ = run_all(self.metered, _measure, jobs)
         for job, result in zip(jobs, results, strict=True):
+            budget = self.budget(job.key)
+            budget.meter_tries += 1
             if isinstance(result, judge.MeasureResult) and result.verdict.passed and result.verdict.wall_s:
-                self.budgets[job.key].meter_s = result.verdict.wall_s
-            else:
-                why = result.message if isinstance(result, _Crashed) else result.verdict.error_message
-                log.warning("%s: the slowest reference could not be measured (%s); flat limits apply",
-                            job.key, why)
+                budget.meter_s = result.verdict.wall_s
+                continue
+            why = result.message if isinstance(result, _Crashed) else result.verdict.error_message
+            last = budget.meter_tries >= CLOCK_TRIES
+            log.warning("%s: the slowest reference could not be measured (%s; try %d of %d); %s", job.key,
+                        why, budget.meter_tries, CLOCK_TRIES,
+                        "flat limits apply for the rest of the run" if last
+                        else "flat limits apply until a later call measures it")
