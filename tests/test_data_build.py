@@ -145,6 +145,29 @@ def test_a_kind_running_short_is_reported(tmp_path: Path):
     assert stats.short == "efficiency" and stats.proportion == pytest.approx(0.1)
 
 
+def test_a_kind_running_short_is_reported_without_a_cap_too(tmp_path: Path):
+    plan = {A: [S("pass", 100.0), S("pass", 300.0)] + [S("wrong_answer") for _ in range(10)]}
+    rows, stats = dpo(tmp_path, plan, proportion=0.5)  # 20 correctness pairs, 1 efficiency pair: 2 rows
+    assert len(rows) == 2 and stats.pairs_available == {"correctness": 20, "efficiency": 1}
+    assert stats.short == "efficiency" and any("ran short" in n for n in stats.notes)
+
+
+def test_a_rebuild_cut_before_its_end_never_looks_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from effirl.data import export
+
+    plan = {A: [S("pass", 100.0), S("pass", 300.0), S("wrong_answer")]}
+    dpo(tmp_path, plan, proportion=0.5)
+    assert (tmp_path / "dpo" / "stats.json").is_file()
+
+    def cut(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "save_dataset", cut)
+    with pytest.raises(KeyboardInterrupt):
+        dpo(tmp_path, plan, proportion=0.5)
+    assert not (tmp_path / "dpo" / "stats.json").exists()
+
+
 def test_pairs_only_between_samples_of_the_same_prompt(tmp_path: Path):
     other = [{"role": "user", "content": "Another wording."}]
     plan = {C: [S("pass", 10.0, messages=MSGS), S("wrong_answer", messages=other),

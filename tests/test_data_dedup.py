@@ -118,3 +118,14 @@ def test_dedup_never_merges_samples_of_different_tasks(tmp_path: Path):
             "builtin/fib_mod": [S("wrong_answer", code=code)]}
     scored = load_scored(make_scored(tmp_path, plan), prompt_fn=prompt_fn)
     assert len(dedup(scored.samples, "ast").kept) == 2
+
+
+def test_a_program_that_both_passed_and_failed_is_left_out(tmp_path: Path):
+    tid = "builtin/pair_sum_count"
+    flaky = "def pair_sum_count(nums, target):\n    return 0\n"
+    plan = {tid: [S("pass", 100.0, flaky), S("timeout", code=flaky + "\n# the same program\n"),
+                  S("pass", 300.0), S("wrong_answer")]}
+    scored = load_scored(make_scored(tmp_path, plan), prompt_fn=prompt_fn)
+    result = dedup(scored.samples, "ast", seed=0)
+    assert result.mixed_groups == 1 and result.removed == 2
+    assert sorted(s.index for s in result.kept) == [3, 4]  # neither copy can be a chosen or a rejected side

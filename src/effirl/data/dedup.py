@@ -251,13 +251,14 @@ class DedupResult:
     kept: list[ScoredSample]
     group_sizes: dict[int, int] = field(default_factory=dict)  # group size -> number of groups
     removed: int = 0
-    mixed_groups: int = 0  # groups whose members disagree on pass/fail (flaky or nondeterministic code)
+    mixed_groups: int = 0  # groups whose members disagree on pass/fail (flaky code): left out entirely
     largest: list[tuple[str, int]] = field(default_factory=list)  # (task id, size) of the largest groups
 
 
 def dedup(samples: Sequence[S], mode: Mode = "ast", seed: int = 0,
           progress: Callable[[str, int, int], None] | None = None) -> DedupResult:
-    """Keep one sample per group of equal keys within each task, chosen at random (seeded)."""
+    """Keep one sample per group of equal keys within each task, chosen at random (seeded); a group whose
+    members disagree on pass/fail is left out (``mixed_groups``)."""
     rng = random.Random(seed)
     groups: dict[tuple[str, str], list[ScoredSample]] = defaultdict(list)
     for n, s in enumerate(samples, start=1):
@@ -268,11 +269,14 @@ def dedup(samples: Sequence[S], mode: Mode = "ast", seed: int = 0,
     sizes: Counter[int] = Counter()
     mixed = 0
     for (_, _), members in sorted(groups.items(), key=lambda kv: kv[0]):
-        choice = members[0] if len(members) == 1 else rng.choice(sorted(members, key=lambda s: s.index))
-        kept_keys.add(choice.key)
         sizes[len(members)] += 1
         if len({m.passed for m in members}) > 1:
+            # One program that both passed and failed (flaky, or timed out under load): its verdict is not
+            # reproducible, so no copy of it may be a chosen or a rejected side. The group is left out.
             mixed += 1
+            continue
+        choice = members[0] if len(members) == 1 else rng.choice(sorted(members, key=lambda s: s.index))
+        kept_keys.add(choice.key)
     largest = sorted(((tid, len(m)) for (tid, _), m in groups.items() if len(m) > 1),
                      key=lambda x: (-x[1], x[0]))
     kept = [s for s in samples if s.key in kept_keys]

@@ -137,7 +137,7 @@ def mix(n_correct: int, n_efficient: int, proportion: float, max_rows: int | Non
     """The counts of each kind: a share ``proportion`` of efficiency pairs, exactly up to rounding.
 
     The set is as large as ``max_rows`` (default: every candidate) and the share allow. ``short`` names the
-    kind whose candidates kept the set under ``max_rows`` (with ``fill``: the kind that kept the share from
+    kind whose candidates kept the set under that size (with ``fill``: the kind that kept the share from
     holding).
     """
 
@@ -167,7 +167,7 @@ def mix(n_correct: int, n_efficient: int, proportion: float, max_rows: int | Non
     while total > 0 and (share(total) > n_efficient or total - share(total) > n_correct):
         total -= 1
     short = None
-    if max_rows is not None and total < max_rows:
+    if total < cap:  # the share left candidates of one kind unused: the other kind ran short
         short = "efficiency" if n_efficient / proportion < n_correct / (1.0 - proportion) else "correctness"
     return Mix(total - share(total), share(total), short)
 

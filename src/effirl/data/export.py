@@ -123,6 +123,7 @@ def write_llamafactory(rows: list[dict[str, Any]], folder: Path, kind: Kind) -> 
 def write_all(out: Path, rows: list[dict[str, Any]], kind: Kind, stats: DataStats) -> DataStats:
     """Every output of a build; ``stats.files`` lists them."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / STATS).unlink(missing_ok=True)  # written last: a build cut in the middle never looks complete
     write_jsonl(out / f"{kind}.jsonl", rows)
     save_dataset(rows, out / DATASET, kind)
     write_llamafactory(rows, out / LLAMAFACTORY, kind)
