@@ -50,6 +50,38 @@ def reference_samples(tasks: Iterable[Task]) -> list[Sample]:
     return out
 
 
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a file written a line at a time (results, metrics); a line cut by an interruption,
+    or one that is not an object, is skipped. A missing file has none."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def write_subset(src: str | Path, dst: str | Path, task_ids: set[str]) -> Path:
+    """The lines of samples file ``src`` whose task is in ``task_ids`` (one split's samples), written to
+    ``dst`` once and atomically (an existing ``dst`` is kept: its lines' results may already exist)."""
+    target = Path(dst)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = [line for line in Path(src).read_text(encoding="utf-8").splitlines()
+             if line.strip() and json.loads(line).get("task_id") in task_ids]
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
 class ResultsFile:
     """Append-only JSONL of results keyed by ``key``; what is already there is skipped on resume."""
 

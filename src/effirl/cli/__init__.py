@@ -7,7 +7,7 @@ import logging
 import typer
 from rich.logging import RichHandler
 
-from effirl.cli import data, generate, inputs, meters, model, runs, tasks, train
+from effirl.cli import data, generate, inputs, meters, model, pipeline, runs, tasks, train
 from effirl.cli.common import err_console
 
 app = typer.Typer(help="Correct and fast code from code LLMs, proven by measurement.", no_args_is_help=True,
@@ -30,5 +30,6 @@ app.command()(generate.generate)
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.add_typer(pipeline.app, name="pipeline")
 
 __all__ = ["app"]

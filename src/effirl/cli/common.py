@@ -22,7 +22,8 @@ OutOpt = typer.Option(..., "--out", "-o", help="Output folder")
 
 
 def friendly(fn: F) -> F:
-    """Report effirl's errors as one clear line (never a traceback), exit status 2."""
+    """Report effirl's errors as one clear line (never a traceback), exit status 2; an interrupt (Ctrl-C) as
+    one line too, exit status 130: every long command resumes where it stopped when run again."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,6 +32,10 @@ def friendly(fn: F) -> F:
         except EffirlError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: what was finished is kept; rerun the same command to resume",
+                              highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -60,3 +65,20 @@ def sandbox_config(workers: int | None, isolation: str, timeout: float | None) -
         kw["test_timeout_s"] = timeout
     return SandboxConfig(**kw)
 
+
+
+def quiet_libraries() -> None:
+    """No tqdm bars or deprecation chatter from datasets / transformers / huggingface_hub under the command's
+    own progress bars (their warnings still reach the log)."""
+    import warnings
+
+    from effirl.extras import require
+
+    datasets = require("datasets", "train")
+    huggingface_hub = require("huggingface_hub", "train")
+    transformers = require("transformers", "train")
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")

@@ -28,3 +28,20 @@ def init(out: Path = OutOpt, size: str = typer.Option("tiny", "--size", help="ti
                   f"trained on {texts} texts of {suite} and the prompt templates", soft_wrap=True)
     console.print(f"saved to {out} (Hugging Face format: --backend transformers --model {out})",
                   soft_wrap=True)
+
+
+@app.command("shipped")
+@friendly
+def shipped() -> None:
+    """The base models that ship with effirl (a pipeline config's base: {shipped: NAME}) and how each was made."""
+    from rich.table import Table
+
+    from effirl.models.shipped import shipped_card, shipped_models
+
+    table = Table(title="shipped base models")
+    for col in ("name", "parameters", "made by"):
+        table.add_column(col, overflow="fold")
+    for name in shipped_models():
+        card = shipped_card(name)
+        table.add_row(name, f"{card.get('parameters', 0) / 1e6:.2f} M", str(card.get("command", "-")))
+    console.print(table)

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from effirl.cli.common import friendly
+from effirl.cli.common import friendly, quiet_libraries
 
 app = typer.Typer(help="Train with TRL: sft, dpo (stage 1), rloo, grpo (stage 2).", no_args_is_help=True)
 
@@ -63,7 +63,7 @@ def _run(kind: str, config: Path | None, overrides: dict[str, Any]) -> None:
         from effirl.training.dpo_config import DPOConfig as Config  # type: ignore[assignment]
         from effirl.training.dpo_trainer import train_dpo as train  # type: ignore[assignment]
     cfg = load_config(Config, config, overrides)
-    _quiet_libraries()
+    quiet_libraries()
     length = f"max {cfg.max_steps} steps" if cfg.max_steps else f"{cfg.epochs:g} epoch(s)"
     console.print(f"{kind}: {cfg.model} on {cfg.data} -> {cfg.out} (lr {cfg.learning_rate:g}, "
                   f"batch {cfg.batch_size}, {length})", highlight=False, soft_wrap=True)
@@ -71,15 +71,6 @@ def _run(kind: str, config: Path | None, overrides: dict[str, Any]) -> None:
     with bar:
         final = train(cfg, update)  # type: ignore[arg-type]
     _report(cfg.out, final)
-
-
-def _quiet_libraries() -> None:
-    """No tqdm bars from datasets/transformers under the command's own progress bar."""
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def _report(out: Path, final: Path) -> None:
@@ -183,7 +174,7 @@ def _run_rl(kind: str, config: Path | None, overrides: dict[str, Any]) -> None:
         from effirl.training.grpo_config import GRPOConfig as Config  # type: ignore[assignment]
         from effirl.training.grpo_trainer import train_grpo as train  # type: ignore[assignment]
     cfg = load_config(Config, config, overrides)
-    _quiet_libraries()
+    quiet_libraries()
     length = f"max {cfg.max_steps} steps" if cfg.max_steps else f"{cfg.epochs:g} epoch(s)"
     tasks = f"{len(cfg.tasks)} task(s) of {cfg.suite}" if cfg.tasks else f"suite {cfg.suite}"
     rounding = f", reward rounded to {cfg.reward.reward.round_to:g}" if cfg.reward.reward.round_to else ""
@@ -286,7 +277,7 @@ def warmup(config: Path = ConfigOpt, model: str = ModelOpt, suite: str = RLSuite
     overrides.pop("data")
     overrides.update({"suite": suite, "source": source})
     cfg = load_config(WarmupConfig, config, overrides)
-    _quiet_libraries()
+    quiet_libraries()
     console.print(f"warm-up: {cfg.model} on the corpus of {cfg.suite} -> {cfg.out} (lr {cfg.learning_rate:g}, "
                   f"batch {cfg.batch_size}, {cfg.max_steps} steps, mix {cfg.mix.model_dump()})", highlight=False,
                   soft_wrap=True)

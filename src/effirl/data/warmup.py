@@ -16,6 +16,8 @@ rendered with a generation strategy, and the answer as one fenced Python block, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections import Counter
 from typing import Any
@@ -76,5 +78,10 @@ def warmup_rows(tasks: list[Task], mix: WarmupMix, pool: Pool, seed: int = 0) ->
                 statuses[b.status] += 1
     rng.shuffle(rows)
     stats = {"rows": len(rows), "tasks": len(tasks), "by_kind": dict(kinds), "broken_statuses": dict(statuses),
-             "mix": mix.model_dump()}
+             "mix": mix.model_dump(), "messages_sha256_16": corpus_digest(rows)}
     return rows, stats
+
+
+def corpus_digest(rows: list[dict[str, Any]]) -> str:
+    """A short digest of what a corpus teaches (its messages, in order): the same corpus, the same digest."""
+    return hashlib.sha256(json.dumps([r["messages"] for r in rows], sort_keys=True).encode()).hexdigest()[:16]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,16 @@ def _drop_stale(results: Path, meaning: dict[str, tuple[str, str]]) -> None:
         tmp = results.with_suffix(".stale.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept.values()), encoding="utf-8")
         tmp.replace(results)
+
+
+def share_references(done: Path, folder: Path) -> None:
+    """Give ``folder`` the reference pool and results of ``done``, an evaluation of the same tasks with the same
+    meter and inputs: ``evaluate`` in ``folder`` then finds every reference measured and measures none again
+    (its own checks refuse results of another meter, seed or scale)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (REFERENCE_SAMPLES, REFERENCE_RESULTS):
+        if (done / name).is_file() and not (folder / name).exists():
+            shutil.copyfile(done / name, folder / name)
 
 
 def measure_references(spec: RunSpec, layout: PoolLayout, progress: Progress) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from effirl.batch import Progress, RunSpec, record_run, run
 from effirl.errors import EffirlError
 from effirl.evaluation import markdown, plots
 from effirl.evaluation.consistency import check_inputs, check_meters, check_resume
@@ -23,8 +24,7 @@ from effirl.evaluation.references import REFERENCE_RESULTS, measure_references, 
 from effirl.evaluation.scoring import SampleOutcome, TaskScore, Tie, score_task, total
 from effirl.evaluation.summary import Summary, TaskRow, aggregate, role_metrics
 from effirl.execution.verdict import Status
-from effirl.batch import Progress, RunSpec, record_run, run
-from effirl.samples import read_samples
+from effirl.samples import read_records, read_samples
 from effirl.scoring.reward import RewardConfig
 from effirl.tasks import Task, by_id, load
 
@@ -99,17 +99,7 @@ def _planned_scales(spec: RunSpec, tasks: list[Task]) -> dict[str, int]:
 
 def _existing(path: Path) -> list[dict[str, Any]]:
     """The records an earlier run left in ``path`` (cut or foreign lines skipped, as the batch run does)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    return read_records(path)
 
 
 def _outcome(rec: dict[str, Any]) -> SampleOutcome:

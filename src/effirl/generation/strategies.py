@@ -33,6 +33,12 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
+def evaluation_seed(seed: int) -> int:
+    """The sampling seed of an evaluation under a run's ``seed``: apart from the seed that run's training samples
+    are drawn with, so that a model is never evaluated on the very random draws its training data came from."""
+    return derive_seed(seed, "evaluation")
+
+
 @dataclass(frozen=True)
 class StepSpec:
     """A step to run: its name and the messages to send."""

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from effirl.errors import InputFormatError
+from effirl.errors import EffirlError, InputFormatError
 from effirl.execution import judge
 from effirl.execution.config import SandboxConfig
 from effirl.execution.pool import Pool
@@ -474,6 +474,29 @@ def read_scales(path: str | Path, include_failing: bool = False) -> dict[str, in
 def builtin_calibration_path() -> Path:
     """The shipped calibration of the builtin suite (may not exist in a partial checkout)."""
     return Path(str(resources.files("effirl.inputs"))) / BUILTIN_CALIBRATION
+
+
+def shipped_calibration(name: str) -> Path:
+    """A calibration shipped with effirl by name (``builtin`` is the default one, ``builtin-small`` has a budget
+    of 1e7 instructions, for the CPU miniature); an unknown name lists the shipped ones."""
+    folder = Path(str(resources.files("effirl.inputs")))
+    path = folder / f"{name.replace('-', '_')}_calibration.json"
+    if not path.is_file():
+        known = sorted(p.name.removesuffix("_calibration.json").replace("_", "-")
+                       for p in folder.glob("*_calibration.json"))
+        raise EffirlError(f"no shipped calibration {name!r}; shipped: {', '.join(known) or 'none'}")
+    return path
+
+
+def resolve_scales(calibration: str | Path | None, suite: str, source: str | Path | None = None,
+                   include_failing: bool = False) -> dict[str, int]:
+    """The generator scale per task of a run: a calibration file, ``shipped:NAME`` (a shipped calibration), or
+    for None the suite's default (:func:`default_scales`)."""
+    if calibration is None:
+        return default_scales(suite, source)
+    text = str(calibration)
+    path = shipped_calibration(text.split(":", 1)[1]) if text.startswith("shipped:") else Path(text)
+    return read_scales(path, include_failing=include_failing)
 
 
 def default_scales(suite: str, source: str | Path | None = None) -> dict[str, int]:

@@ -16,6 +16,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from effirl.samples import read_records
+
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
@@ -24,18 +26,7 @@ LOSS_PLOT = "loss.png"
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a metrics file (a line cut by an interruption is skipped)."""
-    out = []
-    p = Path(path)
-    if not p.is_file():
-        return out
-    for line in p.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    return read_records(path)
 
 
 class MetricsCallback(TrainerCallback):

@@ -24,7 +24,8 @@ from typing import Any
 from effirl.errors import EffirlError
 from effirl.execution.config import SandboxConfig
 from effirl.generation.prompts import Templates, load_templates
-from effirl.inputs.calibration import default_scales, read_scales
+from effirl.generation.strategies import evaluation_seed
+from effirl.inputs.calibration import resolve_scales
 from effirl.tasks import Task, load
 from effirl.training.common import (
     SUMMARY,
@@ -116,7 +117,7 @@ def fit_batch(cfg: RLConfig, prompts: int, processes: int = 1) -> RLConfig:
 def reward_scales(r: EfficiencyRewardConfig) -> dict[str, int]:
     """The generator scale per task the reward uses (calibration file, else the suite's shipped one, then the
     explicit ``scales``): the evaluation measures at the same scales."""
-    scales = read_scales(r.calibration) if r.calibration else default_scales(r.suite, r.source)
+    scales = resolve_scales(r.calibration, r.suite, r.source)
     scales.update(r.scales or {})
     return scales
 
@@ -265,7 +266,8 @@ def build_rl_trainer(algo: str, trainer_class: type, config_class: type, cfg: RL
         if ev.every > 0:
             evaluator = make_evaluator(
                 cfg.out, split.eval, ev, suite=cfg.suite, source=cfg.source, model_label=cfg.model,
-                strategy=cfg.strategy, prompt_file=cfg.prompt_file, templates=templates, seed=cfg.seed,
+                strategy=cfg.strategy, prompt_file=cfg.prompt_file, templates=templates,
+                seed=ev.seed if ev.seed is not None else evaluation_seed(cfg.seed),
                 max_new_tokens=budget, meter=reward.meter, sandbox=reward_sandbox(reward.config),
                 scales=reward_scales(reward.config), reward=reward.config.reward,
                 reward_inputs_seed=reward.config.inputs_seed, executor=cfg.executor, progress=progress)

@@ -70,6 +70,8 @@ class EvalSettings(BaseModel):
     inputs_seed: int | None = Field(None, description="Seed of the evaluation's performance inputs; None: "
                                     "run_seed(reward.inputs_seed, -1), which no training step draws")
     min_correct: int = Field(1, ge=1, description="EvalPerf's rule: correct samples a task needs for DPS")
+    seed: int | None = Field(None, description="Sampling seed of the evaluation; None: derived from the run's "
+                             "seed, apart from any seed training samples are drawn with")
 
     @model_validator(mode="after")
     def _one_split(self) -> EvalSettings:

@@ -35,12 +35,7 @@ from transformers import TrainerCallback
 
 from effirl.batch import RunSpec
 from effirl.evaluation import EvalConfig, evaluate
-from effirl.evaluation.references import (
-    REFERENCE_RESULTS,
-    REFERENCE_SAMPLES,
-    measure_references,
-    write_reference_samples,
-)
+from effirl.evaluation.references import measure_references, share_references, write_reference_samples
 from effirl.generation.backends.base import Backend
 from effirl.generation.config import GenerateConfig, TransformersOptions
 from effirl.generation.prompts import Templates
@@ -129,10 +124,7 @@ class PolicyEvaluator:
         folder = step_folder(self.out, step)
         if folder.exists():  # left by a run that stopped before its next checkpoint: another policy's samples
             shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        for name in (REFERENCE_SAMPLES, REFERENCE_RESULTS):
-            if (self.references / name).is_file():
-                shutil.copyfile(self.references / name, folder / name)
+        share_references(self.references, folder)
         backend = self.backend(model, tokenizer)
         with _kept_random_state(model):
             generate(self.generate_config, self.tasks, folder / SAMPLES, backend=backend,

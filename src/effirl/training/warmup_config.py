@@ -19,6 +19,7 @@ class WarmupConfig(TrainConfig):
 
     suite: str = "builtin"
     source: str | None = None
+    tasks: list[str] | None = Field(None, description="Only these tasks of the suite (ids); None: every task")
     mix: WarmupMix = Field(default_factory=WarmupMix)
     learning_rate: float = Field(4e-3, gt=0)
     lr_scheduler: str = "cosine"
