@@ -18,7 +18,9 @@ time-out, memory, self-kill), so that the verdicts compared are mixed. ``--write
 (for ``effirl check``).
 
 Usage: ``python benchmarks/ray_executor.py [--n 1000] [--parallel 2] [--rounds 3] [--hop-runs 2000]
-[--address auto|HOST:PORT] [--samples S.jsonl] [--write-samples OUT.jsonl]``.
+[--address auto|HOST:PORT] [--isolation auto|none] [--samples S.jsonl] [--write-samples OUT.jsonl]``
+(``--isolation none`` on machines without user namespaces: the Ray pool refuses weakly isolated actors
+otherwise).
 """
 
 from __future__ import annotations
@@ -144,6 +146,9 @@ def main() -> None:
     parser.add_argument("--hop-runs", type=int, default=2000, help="trivial runs per pool and round (hop)")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per test (the 'slow' samples)")
     parser.add_argument("--address", default=None, help="a Ray cluster (default: local, --parallel CPUs)")
+    parser.add_argument("--isolation", choices=("auto", "namespaces", "none"), default="auto",
+                        help="the sandbox's isolation, both pools (the Ray pool refuses actors without full "
+                             "isolation unless this is none)")
     args = parser.parse_args()
     console = Console(width=max(Console().width, 120))
 
@@ -170,7 +175,7 @@ def main() -> None:
         ray.init(address=args.address, log_to_driver=False)
     else:
         ray.init(num_cpus=args.parallel, include_dashboard=False, log_to_driver=False)
-    config = SandboxConfig(workers=args.parallel, test_timeout_s=args.timeout)
+    config = SandboxConfig(workers=args.parallel, test_timeout_s=args.timeout, isolation=args.isolation)
     t0 = time.perf_counter()
     local = Pool(config)
     list(local.map(_trivial, range(4 * args.parallel)))  # started and warm

@@ -1,4 +1,6 @@
-"""The Ray executor: the local pool's verdicts and counts, dead actors replaced, bad clusters refused.
+"""The Ray executor: the local pool's verdicts and counts, dead actors replaced (or their slots retired),
+runs lost twice reported as the sandbox's failure, weakly isolated actors and bad clusters refused, nothing
+left behind.
 
 Runs on a local Ray cluster of two CPUs, started and shut down by this module (``ray.init(num_cpus=2)``).
 """
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,19 +29,25 @@ from effirl.execution.config import SandboxConfig
 from effirl.execution.executor import ExecutorConfig, make_pool
 from effirl.execution.measuring import MeasureItem, PerfInput, measure_one
 from effirl.execution.pool import Pool
+from effirl.execution.report import IsolationReport
 from effirl.execution.verdict import Status
 from effirl.extras import MissingExtraError
+from effirl.meters.base import Meter
 from effirl.meters.callgrind import CallgrindMeter
 from effirl.meters.callgrind import probe as callgrind_probe
 from effirl.tasks import Task
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
+import effirl.execution.ray_pool as ray_pool  # noqa: E402 - after the skip: needs ray
 from effirl.execution.ray_pool import (  # noqa: E402 - after the skip: needs ray
+    LostWorker,
+    NoSandboxActorLeft,
     PoolView,
     RayPool,
     SandboxActorLost,
     dumps_fn,
+    isolation_refusal,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +61,8 @@ BOX = SandboxConfig(workers=2, test_timeout_s=1.0, total_timeout_s=10.0, cpu_s=1
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A local Ray cluster of two CPUs for the whole module (its actors' folders in a temporary folder: the
-    actors this module kills cannot remove theirs)."""
+    """A local Ray cluster of two CPUs for the whole module (its actors' folders in a temporary folder, where
+    the tests can see what is left behind)."""
     if ray.is_initialized():
         ray.shutdown()
     saved = os.environ.get("EFFIRL_WORKDIR")
@@ -201,10 +210,11 @@ def _lookup(worker: Any, item: dict[str, int]) -> int:
 
 
 def _die_once(worker: Any, item: tuple[str, int]) -> int:
-    """Kills its actor's process the first time it runs item 3 (a marker file says whether it did)."""
+    """Kills its actor's process the first time it runs item 3 (a marker file says whether it did); every run
+    notes the process it ran in."""
     folder, i = item
     with open(os.path.join(folder, f"ran-{i}"), "a") as fh:
-        fh.write("x")
+        fh.write(f"{os.getpid()}\n")
     if i == 3 and not os.path.exists(os.path.join(folder, "killed")):
         open(os.path.join(folder, "killed"), "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
@@ -217,20 +227,101 @@ def test_an_actor_that_dies_is_replaced_and_its_runs_rerun_once(tmp_path: Path) 
         got = sorted(r for _, r in pool.map(_die_once, items))
         generations = [s.gen for s in pool.slots]
     assert got == list(range(12))
-    runs = {i: (tmp_path / f"ran-{i}").read_text() for i in range(12)}
-    assert runs[3] == "xx"  # killed once, then run again on the replacement
-    assert sum(len(v) for v in runs.values()) <= 12 + 3  # only what the dead actor had in flight ran again
+    runs = {i: (tmp_path / f"ran-{i}").read_text().split() for i in range(12)}
+    killed = runs[3][0]
+    assert len(runs[3]) == 2 and runs[3][1] != killed  # killed once, then run again on another actor
+    again = {i: pids for i, pids in runs.items() if len(pids) > 1}
+    # Only what the dead actor had in flight ran again, each once, elsewhere.
+    assert all(len(pids) == 2 and pids[0] == killed != pids[1] for pids in again.values()), again
     assert sorted(generations) == [0, 1]
 
 
-def _always_die(worker: Any, item: int) -> int:
-    os.kill(os.getpid(), signal.SIGKILL)
-    return item
+def _judged(worker: Any, item: Any) -> judge.Verdict:
+    """Kills its actor's process on item "die" (never the driver's: a lost worker has no server); else a
+    passing program on one test."""
+    if item == "die" and worker.server_pid is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if item == "needs a server" and worker.server_pid is None:
+        raise RuntimeError("no fork server to ask")
+    if item == "needs a server":
+        os.kill(os.getpid(), signal.SIGKILL)
+    x = item if isinstance(item, int) else 0
+    return judge.run_tests(worker, "def f(x):\n    return x\n", "f", "function", [[x]], [x])
 
 
-def test_a_run_whose_actors_die_twice_is_reported_not_retried_forever() -> None:
-    with RayPool(BOX, executor=RAY) as pool, pytest.raises(SandboxActorLost, match="lost twice"):
-        list(pool.map(_always_die, [1]))
+def test_a_run_lost_twice_is_a_sandbox_failure_of_that_run_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose actors die twice comes back as the local pool reports a dead fork server (runtime_error,
+    WorkerDied: what the reward retries or counts as a worker failure), the map goes on and the pool serves
+    the next; a function that cannot report a dead worker fails its map with one error; when the only slot's
+    actors keep dying it is retired, and the next map says in one line that no actor is left, and why."""
+    monkeypatch.setattr(ray_pool, "REPLACE_LIMIT", 5)
+    with RayPool(BOX, executor=ExecutorConfig(kind="ray", actors=1)) as pool:
+        got = list(pool.map(_judged, ["die"]))  # deaths 1 and 2
+        assert [item for item, _ in got] == ["die"]
+        verdict = got[0][1]
+        assert verdict.status is Status.RUNTIME_ERROR and verdict.error_type == "WorkerDied", verdict
+        assert {v.status for _, v in pool.map(_judged, [1, 2, 3])} == {Status.PASS}
+        assert pool.slots[0].gen == 2 and pool.slots[0].dead is None
+        with pytest.raises(SandboxActorLost, match="could not report a dead worker.*no fork server"):
+            list(pool.map(_judged, ["needs a server"]))  # deaths 3 and 4
+        with pytest.raises(NoSandboxActorLeft) as err:
+            list(pool.map(_judged, ["die", 1]))  # death 5: the slot is retired
+        text = str(err.value)
+        assert "no sandbox actor is left" in text and "died 5 times" in text and "\n" not in text
+        assert pool.slots[0].dead is not None
+        with pytest.raises(NoSandboxActorLeft):  # and so for every later map, at once
+            list(pool.map(_judged, [1]))
+
+
+def test_the_lost_worker_reports_a_dead_server_and_runs_nothing() -> None:
+    worker = LostWorker(3, BOX)
+    verdict = judge.run_tests(worker, "import os\nos.system('touch /tmp/x')\ndef f(x):\n    return x\n", "f",
+                              "function", [[1]], [1])
+    assert verdict.status is Status.RUNTIME_ERROR and verdict.error_type == "WorkerDied"
+    measured = judge.measure_once(worker, "def f(x):\n    return x\n", "f", "function", [1], expected=1,
+                                  check_output=True)
+    assert measured.value is None and measured.verdict.error_type == "WorkerDied"
+
+
+def _kill_slot0(worker: Any, item: int) -> judge.Verdict:
+    if worker.index == 0 and worker.server_pid is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return judge.run_tests(worker, "def f(x):\n    return x\n", "f", "function", [[item]], [item])
+
+
+def test_a_slot_whose_actors_keep_dying_is_retired_and_the_others_carry_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Slot 0's actors die on every run: after ``REPLACE_LIMIT`` deaths the slot is retired (said once), every
+    item still comes back (passing, or the sandbox's failure where a run was lost twice), and later maps run
+    on the slot that is left."""
+    items = list(range(10))
+    with caplog.at_level(logging.WARNING, logger="effirl.execution.ray_pool"), \
+            RayPool(BOX, executor=RAY) as pool:
+        deadline = time.monotonic() + 120
+        while pool.slots[0].dead is None and time.monotonic() < deadline:
+            # Maps until slot 0 has had its three actors (slot 1 may finish a map while one starts).
+            got = list(pool.map(_kill_slot0, items))
+            assert sorted(item for item, _ in got) == items
+            kinds = {(v.status, v.error_type) for _, v in got}
+            assert kinds <= {(Status.PASS, None), (Status.RUNTIME_ERROR, "WorkerDied")}, kinds
+            time.sleep(0.2)
+        assert pool.slots[0].dead is not None and "died 3 times" in pool.slots[0].dead
+        assert pool.slots[1].dead is None and pool.slots[1].gen == 0
+        again = list(pool.map(_kill_slot0, items[:4]))
+        assert {v.status for _, v in again} == {Status.PASS}
+    retired = [r for r in caplog.records if "going on with the others" in r.getMessage()]
+    assert len(retired) == 1, [r.getMessage() for r in retired]
+
+
+def test_deaths_spread_over_a_long_run_never_exhaust_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More actor deaths over the pool's life than any fixed budget (2n + 4 used to end every later map):
+    with deaths far apart (a window of 0 s here), each is replaced and every map goes on."""
+    monkeypatch.setattr(ray_pool, "REPLACE_WINDOW_S", 0.0)
+    with RayPool(BOX, executor=ExecutorConfig(kind="ray", actors=1)) as pool:
+        for k in range(7):  # 2 x 1 + 4 deaths, and one more
+            pool.kill_actor(0)
+            assert [r for _, r in pool.map(_double, [{"i": k}])] == [2 * k]
+        assert pool.slots[0].dead is None and pool.slots[0].gen == 7
 
 
 def _spin(worker: Any, item: int) -> judge.Verdict:
@@ -372,6 +463,140 @@ def test_an_unreachable_address_is_one_line_from_the_cli(tmp_path: Path) -> None
 def test_executor_flags_are_checked() -> None:
     with pytest.raises(ValueError, match="only apply to the ray executor"):
         ExecutorConfig(kind="local", address="auto")
+
+
+class _StartFails(Meter):
+    """A meter whose worker cannot start where ``fails(uid)`` says (its folder cannot be prepared)."""
+
+    name = "start-fails"
+
+    def __init__(self, only_first: bool) -> None:
+        self.only_first = only_first
+
+    def prepare_workdir(self, workdir: str, uid: int) -> None:
+        if uid == BOX.base_uid or not self.only_first:
+            raise OSError("no room for the meter's files")
+
+    def collect(self, handle: Any, workdir: str, exited: dict[str, Any]) -> float | None:
+        return 0.0
+
+
+def _index(worker: Any, item: int) -> int:
+    return worker.index
+
+
+def test_an_actor_that_cannot_start_is_retired_once_and_the_others_carry_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Slot 0's fork server cannot start: the slot is retired and said once in the log, and every map runs on
+    slot 1 (it used to raise on every map); when no actor can start, every map raises one clear line."""
+    with caplog.at_level(logging.WARNING, logger="effirl.execution.ray_pool"), \
+            RayPool(BOX, _StartFails(only_first=True), RAY) as pool:
+        for _ in range(3):
+            assert [r for _, r in pool.map(_index, [1, 2, 3])] == [1, 1, 1]
+        assert pool.slots[0].dead is not None and "no room for the meter's files" in pool.slots[0].dead
+    said = [r.getMessage() for r in caplog.records if "could not start its fork server" in r.getMessage()]
+    assert len(said) == 1 and ray.util.get_node_ip_address() in said[0], said
+    with RayPool(BOX, _StartFails(only_first=False), RAY) as pool:
+        for _ in range(2):
+            with pytest.raises(NoSandboxActorLeft) as err:
+                list(pool.map(_index, [1]))
+            text = str(err.value)
+            assert text.startswith("no sandbox actor is left to run on (2 on ") and "\n" not in text
+            assert "could not start its fork server: OSError: no room for the meter's files" in text
+            assert "other reason" not in text
+
+
+# -- isolation -----------------------------------------------------------------------------------------------
+
+
+def test_isolation_refusal_accepts_only_full_isolation_or_an_explicit_none() -> None:
+    full = IsolationReport(namespaces=True, network_isolated=True, pid_namespace=True, filesystem_view=True)
+    weak = IsolationReport(problems=["user namespaces are disabled (kernel.unprivileged_userns_clone=0)"])
+    assert isolation_refusal(SandboxConfig(), full) is None
+    why = isolation_refusal(SandboxConfig(), weak)
+    assert why is not None and "unprivileged_userns_clone" in why and "isolation to 'none'" in why
+    assert isolation_refusal(SandboxConfig(isolation="namespaces"), weak) is not None
+    assert isolation_refusal(SandboxConfig(), None) is not None
+    assert isolation_refusal(SandboxConfig(isolation="none"), weak) is None
+
+
+def test_actors_without_full_isolation_are_refused_naming_their_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node here has namespaces, so the driver is told the reports are not full: no actor runs anything,
+    and the map fails in one line naming the node and what is missing."""
+    monkeypatch.setattr(IsolationReport, "full", property(lambda self: False))
+    ran: list[int] = []
+    with RayPool(BOX, executor=RAY) as pool, pytest.raises(NoSandboxActorLeft) as err:
+        ran += [r for _, r in pool.map(_index, [1, 2])]
+    text = str(err.value)
+    assert not ran and "\n" not in text
+    assert f"2 on {ray.util.get_node_ip_address()}" in text and "no full isolation" in text, text
+
+
+def test_an_explicit_isolation_none_runs_with_weak_isolation() -> None:
+    box = BOX.model_copy(update={"isolation": "none"})
+    with RayPool(box, executor=ExecutorConfig(kind="ray", actors=1)) as pool:
+        got = [v for _, v in pool.map(_judged, [4, 5])]
+        report = IsolationReport(**(pool.slots[0].info or {})["report"])
+    assert not report.full  # what "none" asks for, and accepted
+    assert {v.status for v in got} == {Status.PASS}
+
+
+# -- nothing left behind -------------------------------------------------------------------------------------
+
+
+def test_a_killed_actors_folder_is_removed() -> None:
+    base = Path(os.environ["EFFIRL_WORKDIR"])
+    before = set(base.iterdir())
+    with RayPool(BOX, executor=ExecutorConfig(kind="ray", actors=1)) as pool:
+        assert [r for _, r in pool.map(_double, [{"i": 1}])] == [2]
+        killed = Path((pool.slots[0].info or {})["workdir"])
+        assert killed.is_dir() and killed.parent == base
+        pool.kill_actor(0)
+        assert [r for _, r in pool.map(_double, [{"i": 2}])] == [4]  # on its replacement
+    assert not killed.exists()
+    assert set(base.iterdir()) - before == set()  # the replacement's, removed by its own shutdown
+
+
+def test_a_pool_that_fails_to_start_kills_the_actors_it_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Any] = []
+    spawn = RayPool._spawn
+
+    def recording(self: RayPool, index: int) -> Any:
+        made.append(spawn(self, index))
+        return made[-1]
+
+    def start(handle: Any) -> Any:
+        if len(made) == 2:
+            raise RuntimeError("the cluster went away")
+        return handle.start.options(concurrency_group="control").remote()
+
+    monkeypatch.setattr(RayPool, "_spawn", recording)
+    monkeypatch.setattr(RayPool, "_start", staticmethod(start))
+    with pytest.raises(RuntimeError, match="went away"):
+        RayPool(BOX, executor=RAY)
+    assert len(made) == 2
+    for handle in made:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(handle.pids.options(concurrency_group="control").remote(), timeout=60)
+
+
+def _sleepy(worker: Any, item: int) -> int:
+    time.sleep(0.2 if item == 0 else 2.0)
+    return item
+
+
+def test_cancelled_calls_weigh_on_their_actor_until_they_end() -> None:
+    """A consumer that stops early: the calls still running on the actor count in its load (the next map puts
+    its runs on the least loaded actors) until they end, then no more."""
+    with RayPool(BOX, executor=ExecutorConfig(kind="ray", actors=1)) as pool:
+        assert [r for _, r in pool.map(_double, [{"i": 0}])] == [0]  # started
+        results = pool.map(_sleepy, list(range(6)))
+        assert next(results)[1] == 0  # items 1 and 2 are still running (three calls in flight, one item each)
+        results.close()
+        assert pool.slots[0].load == 2
+        time.sleep(3.0)
+        assert [r for _, r in pool.map(_double, [{"i": 1}])] == [2]
+        assert pool.slots[0].load == 0 and not pool._orphans
 
 
 # -- what travels to an actor --------------------------------------------------------------------------------

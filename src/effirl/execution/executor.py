@@ -35,6 +35,11 @@ class ExecutorConfig(BaseModel):
     the others. ``match_driver``: a measuring pool's nodes must count with this machine's meter version and
     environment (the batch run records this machine's with every count); off, they need only agree with one
     another (verl, whose counts only ever meet counts of the same step).
+
+    Unlike the local pool, which warns and goes on, the Ray pool refuses actors whose fork server lacks full
+    isolation on its node (no user or PID namespace, say) unless the sandbox config's ``isolation`` is
+    explicitly ``"none"``; actors that cannot start, are refused or keep dying are retired one by one, and
+    only a pool with none left fails (see :mod:`effirl.execution.ray_pool`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -36,14 +36,26 @@ if set; actors that cannot be placed yet wait in Ray's queue and join when they 
 process naming the same share uses one set of named actors (the first creates them, the others attach, and a
 process's ``close`` leaves them to the others): verl's reward workers do so.
 
+Isolation: an actor whose fork server could not get full OS isolation on its node (no user or PID namespace,
+no network or filesystem view of its own) is refused, named in the log, unless the sandbox's ``isolation`` is
+explicitly ``"none"``: a cluster of nodes without user namespaces must not quietly run untrusted code beside
+the trusted judge of every other run (locally the same weak setting risks one machine, and the pool warns).
+
 Failures: an actor that dies (its process killed, its node lost) is replaced, and the runs it had in flight
-are re-run once on the actors alive (so a node lost mid-batch costs only its runs in flight); a run whose
-actors die twice is reported as a :class:`SandboxActorLost` error. An error raised by ``fn`` reaches the
-consumer as it does from the local pool. Every actor of a pool carries the same meter; before any actor
-starts, every node that may host one is asked whether that meter works there (callgrind: valgrind installed)
-and, for a measuring pool, whether its meter version and environment fingerprint are this machine's (the
-records carry this machine's; with ``match_driver`` off, only whether the nodes agree); the pool is refused,
-naming the nodes, otherwise.
+are run again once on the actors alive (so a node lost mid-batch costs only its runs in flight). A run lost
+with its actor a second time is yielded as a failure of the sandbox for that run alone: ``fn`` is called
+for it, here in the driver, on a :class:`LostWorker`, whose every run reports that the worker died, as a
+local worker does when its fork server dies (the judge's verdict: ``runtime_error``, ``WorkerDied``); only
+where ``fn`` cannot report that does the map raise :class:`SandboxActorLost`. A slot whose actors die
+``REPLACE_LIMIT`` times within ``REPLACE_WINDOW_S`` is retired (its node is likely bad), as is one whose
+actor cannot start its fork server or is refused for its isolation: each is said once in the log, and the
+pool goes on with the others; only when no actor is left does a map raise one :class:`NoSandboxActorLeft`
+naming the nodes and why. A replaced or retired actor's worker folder is removed on its node once its
+process is gone. An error raised by ``fn`` reaches the consumer as it does from the local pool. Every actor
+of a pool carries the same meter; before any actor starts, every node that may host one is asked whether that
+meter works there (callgrind: valgrind installed) and, for a measuring pool, whether its meter version and
+environment fingerprint are this machine's (the records carry this machine's; with ``match_driver`` off, only
+whether the nodes agree); the pool is refused, naming the nodes, otherwise.
 """
 
 from __future__ import annotations
@@ -54,6 +66,7 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import socket
 import threading
 import time
@@ -68,7 +81,7 @@ from effirl.execution.config import SandboxConfig
 from effirl.execution.executor import ExecutorConfig
 from effirl.execution.pool import announce
 from effirl.execution.report import IsolationReport
-from effirl.execution.worker import LANES, Worker, WorkerError
+from effirl.execution.worker import LANES, RunOutcome, Worker, WorkerError
 from effirl.extras import require
 
 log = logging.getLogger(__name__)
@@ -81,10 +94,16 @@ INLINE_FN_BYTES = 64 * 1024  # a pickled fn this small goes with every call; a l
 FN_CACHE = 8  # deserialized functions an actor keeps
 SHUTDOWN_S = 10.0  # how long close() waits for actors to stop their fork servers before killing them
 WAIT_S = 1.0  # the driver's longest wait for a result before it looks at its deadlines again
+REPLACE_LIMIT = 3  # a slot whose actors die this many times ...
+REPLACE_WINDOW_S = 600.0  # ... within this many seconds is retired, not given another actor
 
 
 class SandboxActorLost(WorkerError):
-    """Runs whose sandbox actors died twice (the actor's process, or its node, was lost)."""
+    """A run whose sandbox actors died twice, for which ``fn`` could not report a dead worker."""
+
+
+class NoSandboxActorLeft(EffirlError, WorkerError):
+    """Every sandbox actor of a pool was retired (it could not start, was refused, or kept dying)."""
 
 
 class RayConnectError(EffirlError):
@@ -197,13 +216,20 @@ class SandboxActor:
         self._lock = threading.Lock()
 
     def start(self) -> dict[str, Any]:
-        """Start the fork server; where it runs and what isolation it has."""
+        """Start the fork server; where it runs, what isolation it has, or (``error``) why it cannot start."""
         ray = _ray()
-        self.worker.ensure_started()
+        info: dict[str, Any] = {
+            "node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(), "pid": os.getpid(), "workdir": self.worker._workdir}
+        try:
+            self.worker.ensure_started()
+        except Exception as exc:  # noqa: BLE001 - reported to the driver, which retires this actor
+            self.worker.close()
+            self.worker.remove_workdir()
+            return {**info, "error": f"{type(exc).__name__}: {_first_line(exc)}"}
         report = self.worker.report
-        return {"node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
-                "host": socket.gethostname(), "pid": os.getpid(), "server_pid": self.worker.server_pid,
-                "report": asdict(report) if report is not None else None, "lanes": self.worker.lanes}
+        return {**info, "server_pid": self.worker.server_pid, "lanes": self.worker.lanes,
+                "report": asdict(report) if report is not None else None}
 
     def _fn(self, key: str, payload: bytes | list[Any]) -> Callable[[Worker, Any], Any]:
         with self._lock:
@@ -226,7 +252,10 @@ class SandboxActor:
         t0 = time.monotonic()
         fn = self._fn(key, payload)
         out: list[tuple[bool, Any]] = []
+        context = _ray().get_runtime_context()
         for item in items:
+            if out and _cancelled(context):  # the driver no longer wants this call (its consumer stopped)
+                break
             try:
                 out.append((True, fn(self.worker, item)))
             except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
@@ -242,6 +271,85 @@ class SandboxActor:
         """Stop the fork server and remove its private folder."""
         self.worker.close()
         self.worker.remove_workdir()
+
+
+def _cancelled(context: Any) -> bool:
+    try:
+        return bool(context.is_canceled())
+    except RuntimeError:  # not in a Ray worker (a direct call)
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this (Linux) machine; a zombie does not."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def remove_actor_folder(pid: int, workdir: str, wait_s: float = SHUTDOWN_S) -> bool:
+    """Run on a killed actor's node: once its process ``pid`` is gone, remove its worker's folder (which it
+    would have removed itself had it been shut down). Whether the folder is gone."""
+    if not os.path.basename(workdir.rstrip("/")).startswith("effirl-w"):
+        return False  # never anything but a worker's folder
+    deadline = time.monotonic() + wait_s
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return not os.path.exists(workdir)
+
+
+class LostWorker:
+    """What ``fn`` is given for a run lost with its sandbox actor twice: a worker whose fork server is gone.
+
+    Every run reports ``worker_died`` at once, as a local :class:`~effirl.execution.worker.Worker` reports
+    a run under a server that died, and nothing is run (it stands in for the worker in the driver, which runs
+    no untrusted code): the judge turns it into ``runtime_error`` / ``WorkerDied``, the failure of the sandbox
+    that callers such as the reward's ``run_all`` retry or count as a worker failure."""
+
+    def __init__(self, index: int, config: SandboxConfig, meter: Any = None) -> None:
+        self.index = index
+        self.config = config
+        self.meter = meter
+        self.lanes = 1
+        self.report: IsolationReport | None = None
+        self.server_pid: int | None = None
+        self.restarts = 0
+        self.alive = False
+
+    def ensure_started(self) -> bool:
+        return False
+
+    def start(self, timeout: float = 120.0) -> None:
+        raise WorkerError(f"worker {self.index}: its sandbox actor was lost")
+
+    restart = start
+
+    def run(self, job: dict[str, Any], inputs: list[Any], inputs_key: str | None, on_frame: Any,
+            test_timeout_s: float | None = None, total_timeout_s: float | None = None) -> RunOutcome:
+        return RunOutcome(stop_reason="worker_died")
+
+    def close(self) -> None:
+        return None
+
+    def remove_workdir(self) -> None:
+        return None
+
+
+def isolation_refusal(config: SandboxConfig, report: IsolationReport | None) -> str | None:
+    """Why an actor whose fork server reports ``report`` may not run untrusted code (``None``: it may).
+
+    Only full isolation is accepted, unless the sandbox config explicitly asks for none."""
+    if config.isolation == "none" or (report is not None and report.full):
+        return None
+    missing = ("; ".join(report.problems) or "namespaces disabled") if report is not None else "no report"
+    return (f"refused: its fork server has no full isolation there ({missing}), and untrusted code would run "
+            "beside the judges of the other runs; give the nodes user namespaces, or set the sandbox's "
+            "isolation to 'none' to accept that")
 
 
 # -- nodes ---------------------------------------------------------------------------------------------------
@@ -287,7 +395,10 @@ class _Slot:
     ready: bool = False
     start_ref: Any = None
     where: str = "?"
-    load: int = 0  # calls in flight on this actor, all maps together
+    load: int = 0  # calls in flight on this actor, all maps together (cancelled ones until they end)
+    info: dict[str, Any] | None = None  # what the current actor said when it started (node, pid, folder)
+    deaths: deque[float] = field(default_factory=deque)  # when its actors died, within REPLACE_WINDOW_S
+    dead: str | None = None  # why the slot was retired (no actor is given to it again)
 
 
 @dataclass
@@ -300,8 +411,10 @@ class _Chunk:
 @dataclass
 class _MapState:
     queue: deque[tuple[int, Any, int]]
+    data: bytes  # fn, pickled
     inflight: dict[Any, _Chunk] = field(default_factory=dict)
     mine: dict[int, int] = field(default_factory=dict)  # calls in flight per slot index, this map's
+    lost_fn: Callable[[Any, Any], Any] | None = None  # a copy of fn for the runs lost twice
 
 
 class RayPool:
@@ -319,7 +432,10 @@ class RayPool:
                              errors.ObjectLostError)
         self._lock = threading.RLock()
         self._closed = False
-        self._replaced = 0
+        self._said: set[str] = set()  # warnings already logged
+        self._orphans: dict[Any, tuple[_Slot, int]] = {}  # cancelled calls that may still run: (slot, gen)
+        self._cleanups: list[Any] = []  # folder removals of killed actors, on their nodes
+        self._remover: Any = None
         self._item_s: float | None = None  # seconds per item, smoothed: sizes the chunks
         self.lanes = LANES if meter is None else 1
         self.depth = self.lanes + 1  # calls a map keeps in flight per actor: one queued behind the busy lanes
@@ -332,11 +448,26 @@ class RayPool:
         self._actor_cls = self._ray.remote(concurrency_groups={"control": 1})(SandboxActor)
         self.slots: list[_Slot] = []
         self._t0 = time.monotonic()
-        for i in range(max(1, n)):
-            handle = self._spawn(i)
-            self.slots.append(_Slot(index=i, handle=handle, start_ref=self._start(handle)))
+        try:
+            for i in range(max(1, n)):
+                self.slots.append(_Slot(index=i, handle=self._spawn(i)))
+                self.slots[-1].start_ref = self._start(self.slots[-1].handle)
+        except BaseException:
+            self._abandon()
+            raise
         log.info("ray executor: %d sandbox actor(s) on %d node(s)%s", len(self.slots), len(nodes),
                  f", meter {meter.name}" if meter is not None else "")
+
+    def _abandon(self) -> None:
+        """``__init__`` failed after spawning actors: kill them (shared ones are left to the others)."""
+        self._closed = True
+        if self.executor.share:
+            return
+        for slot in self.slots:
+            try:
+                self._ray.kill(slot.handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
     # -- set-up ----------------------------------------------------------------------------------------------
     def _nodes(self) -> list[dict[str, Any]]:
@@ -414,25 +545,39 @@ class RayPool:
         return PoolView, (self.config, self.meter)
 
     def close(self) -> None:
-        """Stop every actor's fork server (removing its folder), then the actors."""
+        """Stop every actor's fork server (removing its folder), then the actors; wait a while for the folders
+        of killed actors to be removed."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             slots = list(self.slots)
-        if self.executor.share:  # the other processes that share them go on using them
-            return
         ray = self._ray
-        stops = [s.handle.shutdown.options(concurrency_group="control").remote() for s in slots if s.ready]
-        if stops:
+        if not self.executor.share:  # else the other processes that share them go on using them
+            started = [s for s in slots if s.dead is None and (s.ready or (
+                s.start_ref is not None and ray.wait([s.start_ref], timeout=0)[0]))]
+            stops = {s.handle.shutdown.options(concurrency_group="control").remote(): s for s in started}
+            stopped: set[int] = set()
+            if stops:
+                try:
+                    done, _ = ray.wait(list(stops), num_returns=len(stops), timeout=SHUTDOWN_S)
+                except Exception:  # noqa: BLE001 - the actors are killed below anyway
+                    done = []
+                for ref in done:
+                    try:
+                        ray.get(ref)
+                        stopped.add(stops[ref].index)
+                    except Exception:  # noqa: BLE001 - its folder is removed on its node below
+                        pass
+            for s in slots:
+                if s.dead is None:
+                    self._discard(s.handle, None if s.index in stopped else s.info)
+        with self._lock:
+            cleanups, self._cleanups = self._cleanups, []
+        if cleanups:
             try:
-                ray.wait(stops, num_returns=len(stops), timeout=SHUTDOWN_S)
-            except Exception:  # noqa: BLE001 - the actors are killed below anyway
-                pass
-        for s in slots:
-            try:
-                ray.kill(s.handle, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
+                ray.wait(cleanups, num_returns=len(cleanups), timeout=SHUTDOWN_S, fetch_local=False)
+            except Exception:  # noqa: BLE001 - best effort: a lost node's folder went with it
                 pass
 
     def kill_actor(self, index: int) -> None:
@@ -444,50 +589,118 @@ class RayPool:
         slot = self.slots[index]
         return self._ray.get(slot.handle.pids.options(concurrency_group="control").remote())
 
-    # -- starting and replacing actors -----------------------------------------------------------------------
-    def _on_started(self, slot: _Slot, ref: Any) -> None:
-        ray = self._ray
-        try:
-            info = ray.get(ref)
-        except ray.exceptions.RayActorError:
-            self._replace(slot, slot.gen, "it died while starting")
-            return
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            raise WorkerError(f"sandbox actor {slot.index} could not start its fork server: {cause}") \
-                from None
+    # -- starting, replacing and retiring actors -------------------------------------------------------------
+    def _say_once(self, text: str) -> None:
         with self._lock:
-            if slot.start_ref is not ref:
+            if text in self._said:
                 return
-            slot.ready, slot.start_ref = True, None
-            slot.where = f"{info['ip']} (node {info['node_id'][:8]})"
-        if info.get("report"):
-            announce(IsolationReport(**info["report"]))
+            self._said.add(text)
+        log.warning(text)
+
+    def _discard(self, handle: Any, info: dict[str, Any] | None) -> None:
+        """Kill an actor; once its process is gone, remove its worker's folder on its node (``info``)."""
+        try:
+            self._ray.kill(handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        if not info or not info.get("workdir") or not info.get("node_id"):
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        try:
+            if self._remover is None:
+                self._remover = self._ray.remote(num_cpus=0, max_retries=0)(remove_actor_folder)
+            strategy = NodeAffinitySchedulingStrategy(info["node_id"], soft=False)
+            ref = self._remover.options(scheduling_strategy=strategy).remote(info["pid"], info["workdir"])
+        except Exception as exc:  # noqa: BLE001 - a folder left behind is no reason to stop
+            log.debug("cannot remove the folder of a killed sandbox actor: %s", exc)
+            return
+        with self._lock:
+            if len(self._cleanups) >= 64:  # forget those already done
+                done, _ = self._ray.wait(self._cleanups, num_returns=len(self._cleanups), timeout=0,
+                                         fetch_local=False)
+                self._cleanups = [r for r in self._cleanups if r not in set(done)]
+            self._cleanups.append(ref)
+
+    def _on_started(self, slot: _Slot, gen: int, ref: Any) -> None:
+        """An actor's start is over: it joins the pool, or its slot is replaced (it died) or retired."""
+        try:
+            info = self._ray.get(ref)
+        except self._lost_errors as exc:
+            self._replace(slot, gen, f"it died while starting ({_first_line(exc)})")
+            return
+        except self._ray.exceptions.RayTaskError as exc:  # start itself failed (not the fork server)
+            self._retire(slot, gen, f"could not start: {_first_line(exc)}", None)
+            return
+        where = f"{info['ip']} (node {info['node_id'][:8]})"
+        if info.get("error"):
+            self._retire(slot, gen, f"could not start its fork server: {info['error']}", info, where)
+            return
+        report = IsolationReport(**info["report"]) if info.get("report") else None
+        refusal = isolation_refusal(self.config, report)
+        if refusal is not None:
+            self._retire(slot, gen, refusal, info, where)
+            return
+        with self._lock:
+            if slot.gen != gen or slot.start_ref is not ref:
+                return
+            slot.ready, slot.start_ref, slot.info, slot.where = True, None, info, where
+        announce(report)
+
+    def _retire(self, slot: _Slot, gen: int, why: str, info: dict[str, Any] | None,
+                where: str | None = None) -> None:
+        """Give ``slot`` no actor any more (said once per node and reason); the pool goes on without it."""
+        with self._lock:
+            if slot.gen != gen or slot.dead is not None or self._closed:
+                return
+            slot.dead, slot.ready, slot.start_ref, slot.load = why, False, None, 0
+            slot.gen += 1  # what the old actor still had in flight no longer counts
+            slot.where = where or slot.where
+            handle, info = slot.handle, info or slot.info
+            left = sum(1 for s in self.slots if s.dead is None)
+        self._say_once(f"sandbox actor(s) on {slot.where}: {why}; going on with the others")
+        log.info("sandbox actor %d retired (%d left)", slot.index, left)
+        self._discard(handle, info)
 
     def _replace(self, slot: _Slot, gen: int, why: str) -> None:
-        """Give ``slot`` a new actor, unless another map already replaced the one of generation ``gen``."""
+        """Give ``slot`` a new actor, unless another map already replaced the one of generation ``gen``, or
+        the slot's actors keep dying (``REPLACE_LIMIT`` deaths within ``REPLACE_WINDOW_S``): it is retired."""
         with self._lock:
-            if slot.gen != gen or self._closed:
+            if slot.gen != gen or slot.dead is not None or self._closed:
                 return
-            self._replaced += 1
-            if self._replaced > 2 * len(self.slots) + 4:
-                raise EffirlError(f"sandbox actors keep dying ({self._replaced} replaced; the last on "
-                                  f"{slot.where}: {why})")
+            now = time.monotonic()
+            while slot.deaths and now - slot.deaths[0] > REPLACE_WINDOW_S:
+                slot.deaths.popleft()
+            slot.deaths.append(now)
+            if len(slot.deaths) >= REPLACE_LIMIT:
+                self._retire(slot, gen, f"its actors died {len(slot.deaths)} times within "
+                                        f"{REPLACE_WINDOW_S:.0f} s (the last: {why})", None)
+                return
             log.warning("sandbox actor %d on %s: %s; replacing it", slot.index, slot.where, why)
-            try:
-                self._ray.kill(slot.handle, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+            self._discard(slot.handle, slot.info)
             slot.handle = self._spawn(slot.index)
             slot.gen += 1
-            slot.ready, slot.load, slot.where = False, 0, "?"
+            slot.ready, slot.load, slot.where, slot.info = False, 0, "?", None
             slot.start_ref = self._start(slot.handle)
 
+    def _no_actor_left(self) -> NoSandboxActorLeft:
+        """The one error of a pool whose every slot was retired: where, and why (per node, the first slot's
+        reason; slots of a node usually fail alike)."""
+        nodes: dict[str, list[str]] = {}
+        for s in self.slots:
+            nodes.setdefault(s.where, []).append(s.dead or "not started")
+        parts = []
+        for where, whys in nodes.items():
+            others = len(set(whys)) - 1
+            parts.append(f"{len(whys)} on {where}: {whys[0]}" + (f" (and {others} other reason(s))" if others
+                                                                  else ""))
+        return NoSandboxActorLeft(f"no sandbox actor is left to run on ({'; '.join(parts)})")
+
     # -- mapping ---------------------------------------------------------------------------------------------
-    def _ship(self, fn: Callable[[Worker, Any], Any]) -> tuple[str, bytes | list[Any]]:
+    def _ship(self, fn: Callable[[Worker, Any], Any]) -> tuple[str, bytes | list[Any], bytes]:
         data = dumps_fn(fn)
         key = hashlib.sha256(data).hexdigest()[:24]
-        return key, (data if len(data) <= INLINE_FN_BYTES else [self._ray.put(data)])
+        return key, (data if len(data) <= INLINE_FN_BYTES else [self._ray.put(data)]), data
 
     def _chunk_size(self, waiting: int) -> int:
         """Items for the next call: about ``CHUNK_TARGET_S`` of work (one item until an item's time is known),
@@ -498,6 +711,19 @@ class RayPool:
         spread = math.ceil(waiting / (2 * capacity))
         per_time = int(CHUNK_TARGET_S / max(self._item_s, 1e-6))
         return max(1, min(MAX_CHUNK, spread, per_time))
+
+    def _reap(self) -> None:
+        """Cancelled calls of earlier maps that have ended no longer weigh on their actors."""
+        with self._lock:
+            refs = list(self._orphans)
+        if not refs:
+            return
+        done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        with self._lock:
+            for ref in done:
+                slot, gen = self._orphans.pop(ref)
+                if slot.gen == gen:
+                    slot.load = max(0, slot.load - 1)
 
     def _dispatch(self, state: _MapState, key: str, payload: bytes | list[Any]) -> None:
         """Send chunks of the queue to ready actors that have room, the least loaded first."""
@@ -522,16 +748,34 @@ class RayPool:
                 chunk.slot.load = max(0, chunk.slot.load - 1)
         return chunk
 
-    def _lost(self, state: _MapState, chunk: _Chunk, why: str) -> None:
-        """An actor died with ``chunk`` in flight: replace it, and run the chunk's items again (once)."""
-        again = [(pos, item, attempt + 1) for pos, item, attempt in chunk.work]
-        twice = [item for _, item, attempt in again if attempt > 1]
+    def _lost(self, state: _MapState, chunk: _Chunk, why: str) -> list[tuple[Any, Any]]:
+        """An actor died with ``chunk`` in flight: replace it and queue the chunk's runs again, once; a run
+        lost a second time is returned with its result, a failure of the sandbox (see :class:`LostWorker`)."""
+        again = [(pos, item, attempt + 1) for pos, item, attempt in chunk.work if attempt == 0]
+        twice = [item for _, item, attempt in chunk.work if attempt > 0]
         where = chunk.slot.where
         self._replace(chunk.slot, chunk.gen, why)
-        if twice:
-            raise SandboxActorLost(f"{len(twice)} run(s) lost twice with their sandbox actors (the last on "
-                                   f"{where}: {why}); first: {_short(twice[0])}")
         state.queue.extendleft(reversed(again))
+        if not twice:
+            return []
+        log.warning("%d run(s) lost twice with their sandbox actors (the last on %s: %s): reported as the "
+                    "sandbox's failure (WorkerDied)", len(twice), where, why)
+        return [(item, self._lost_result(state, chunk.slot.index, item, where, why)) for item in twice]
+
+    def _lost_result(self, state: _MapState, index: int, item: Any, where: str, why: str) -> Any:
+        """``fn``'s result for a run lost twice: a copy of ``fn`` (as shipped, so nothing of the caller's own
+        changes) on a copy of the item, with a :class:`LostWorker`, here in the driver (nothing is run)."""
+        cloudpickle = self._ray.cloudpickle
+        try:
+            if state.lost_fn is None:
+                state.lost_fn = pickle.loads(state.data)
+            return state.lost_fn(LostWorker(index, self.config, self.meter),
+                                 cloudpickle.loads(cloudpickle.dumps(item)))
+        except Exception as exc:  # noqa: BLE001 - fn cannot report a dead worker: the map fails
+            raise SandboxActorLost(f"a run was lost twice with its sandbox actors (the last on {where}: "
+                                   f"{why}), and its function could not report a dead worker "
+                                   f"({type(exc).__name__}: {_first_line(exc)}); the run: {_short(item)}") \
+                from exc
 
     def map(self, fn: Callable[[Worker, T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         """``fn(worker, item)`` for every item, on the actors; yields ``(item, result)`` as they complete."""
@@ -542,18 +786,19 @@ class RayPool:
         if not work:
             return
         ray = self._ray
-        key, payload = self._ship(fn)
-        state = _MapState(queue=deque(work))
+        key, payload, data = self._ship(fn)
+        state = _MapState(queue=deque(work), data=data)
         remaining = len(work)
         waited_since = time.monotonic()
         try:
             while remaining:
+                self._reap()
                 self._dispatch(state, key, payload)
                 with self._lock:
-                    starting = {s.start_ref: s for s in self.slots if s.start_ref is not None}
+                    starting = {s.start_ref: (s, s.gen) for s in self.slots if s.start_ref is not None}
                 waitable = [*state.inflight, *starting]
                 if not waitable:
-                    raise EffirlError("no sandbox actor is left to run on")
+                    raise self._no_actor_left()
                 done, _ = ray.wait(waitable, num_returns=1, timeout=WAIT_S)
                 if not done:
                     if not state.inflight and time.monotonic() - max(waited_since, self._t0) > \
@@ -564,13 +809,15 @@ class RayPool:
                     continue
                 ref = done[0]
                 if ref in starting:
-                    self._on_started(starting[ref], ref)
+                    self._on_started(*starting[ref], ref)
                     continue
                 chunk = self._settle(state, ref)
                 try:
                     results, seconds = ray.get(ref)
                 except self._lost_errors as exc:
-                    self._lost(state, chunk, _first_line(exc))
+                    for item, value in self._lost(state, chunk, _first_line(exc)):
+                        remaining -= 1
+                        yield item, value
                     continue
                 waited_since = time.monotonic()
                 if results and len(results) == len(chunk.work) and all(ok for ok, _ in results):
@@ -583,8 +830,12 @@ class RayPool:
                     remaining -= 1
                     yield item, value
         finally:
-            for ref in list(state.inflight):  # a consumer that stops early: forget the rest
-                self._settle(state, ref)
+            # A consumer that stops early (or an error): the calls still in flight are cancelled, but one that
+            # runs goes on until its current item ends, so it weighs on its actor until then (``_reap``).
+            for ref in list(state.inflight):
+                chunk = state.inflight.pop(ref)
+                with self._lock:
+                    self._orphans[ref] = (chunk.slot, chunk.gen)
                 try:
                     ray.cancel(ref)
                 except Exception:  # noqa: BLE001 - already finished or gone
