@@ -580,9 +580,18 @@ class RayPool:
             except Exception:  # noqa: BLE001 - best effort: a lost node's folder went with it
                 pass
 
-    def kill_actor(self, index: int) -> None:
-        """Kill actor ``index``'s process now (its fork server and children go with it): for tests."""
-        self._ray.kill(self.slots[index].handle, no_restart=True)
+    def kill_actor(self, index: int, wait_s: float = 30.0) -> None:
+        """Kill actor ``index``'s process (its fork server and children go with it) and wait until Ray knows it
+        is dead, so that the next map meets a dead actor, not one still finishing its work: for tests."""
+        handle = self.slots[index].handle
+        self._ray.kill(handle, no_restart=True)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                self._ray.get(handle.pids.options(concurrency_group="control").remote(), timeout=1.0)
+            except Exception:  # noqa: BLE001 - RayActorError (dead) or a timeout while it dies
+                return
+            time.sleep(0.05)
 
     def pids(self, index: int) -> dict[str, Any]:
         """Actor ``index``'s process id and its fork server's (after it has started)."""
