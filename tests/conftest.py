@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,3 +72,26 @@ def builtin_tasks() -> list[Task]:
 @pytest.fixture(scope="session")
 def builtin_by_id(builtin_tasks: list[Task]) -> dict[str, Task]:
     return by_id(builtin_tasks)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny Qwen2 with random weights, as ``effirl model init`` makes it, for every test that needs a model
+    (tests read it and write elsewhere)."""
+    pytest.importorskip("transformers", reason="the 'train' extra (transformers) is not installed")
+    from effirl.generation.prompts import template_texts
+    from effirl.models import init_model
+
+    out = tmp_path_factory.mktemp("tiny")
+    init_model(out, "tiny", seed=0, extra_texts=template_texts())
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Training tests run torch on one thread: seconds each, and no fight with the sandbox for two cores."""
+    torch = pytest.importorskip("torch", reason="the 'train' extra (torch) is not installed")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

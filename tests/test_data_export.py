@@ -29,12 +29,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from effirl.models import init_model
-
-    out = tmp_path_factory.mktemp("tiny")
-    init_model(out, "tiny", seed=0)
-    return out
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 def test_the_datasets_folders_load_and_match_the_jsonl(built: Path):

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from effirl.execution import checking, judge, wire
-from effirl.execution.config import SandboxConfig
 from effirl.execution import worker as worker_module
+from effirl.execution.config import SandboxConfig
 from effirl.execution.parse import code_blocks, defines, extract_code, program_from_sample
 from effirl.execution.server import INPUT_CACHE
 from effirl.execution.verdict import Status, Verdict

@@ -30,8 +30,6 @@ from effirl.errors import EffirlError, InputFormatError  # noqa: E402
 from effirl.generation import GenerateConfig, generate, render  # noqa: E402
 from effirl.generation.backends.hf import TransformersBackend  # noqa: E402
 from effirl.generation.backends.hf_sampling import SeededGumbelSampler, nucleus  # noqa: E402
-from effirl.generation.prompts import template_texts  # noqa: E402
-from effirl.models import init_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENS = 24
@@ -46,10 +44,8 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny")
-    init_model(out, "tiny", seed=0, extra_texts=template_texts())
-    return out
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from effirl.batch import RunSpec, run
 from effirl.errors import InputFormatError
 from effirl.execution import judge
 from effirl.execution.config import SandboxConfig
@@ -34,7 +35,6 @@ from effirl.inputs.calibration import (
 from effirl.inputs.perf import resolve_perf_inputs, run_seed
 from effirl.meters.callgrind import CallgrindMeter, probe
 from effirl.meters.cputime import CpuTimeMeter
-from effirl.batch import RunSpec, run
 from effirl.tasks import Reference, Task, by_id, load
 from effirl.tasks.builtin_loader import builtin_dir
 

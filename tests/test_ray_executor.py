@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import descendants, running
 
 from effirl.batch import RunSpec, run
 from effirl.errors import EffirlError
@@ -89,39 +90,14 @@ def _bench() -> Any:
     return module
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (the children of each of its threads, recursively)."""
-    out, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        kids = []
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as fh:
-                    kids += [int(k) for k in fh.read().split()]
-        except OSError:
-            pass
-        out += kids
-        stack += kids
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        left = [p for p in pids if _alive(p)]
+        left = [p for p in pids if running(p)]
         if not left:
             return []
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if running(p)]
 
 
 # -- same verdicts, same counts ------------------------------------------------------------------------------
@@ -341,7 +317,7 @@ def test_a_killed_actor_takes_its_fork_server_and_children_with_it() -> None:
         family: list[int] = []
         while time.monotonic() < deadline:
             pids = pool.pids(0) if pool.slots[0].ready else {}
-            family = _descendants(pids["pid"]) if pids.get("server_pid") else []
+            family = descendants(pids["pid"]) if pids.get("server_pid") else []
             if len(family) >= 3:  # server, its init, the spinning child
                 break
             time.sleep(0.1)

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 from effirl.execution import isolation, judge, wire
-from effirl.execution.worker import _effirl_root
 from effirl.execution.verdict import Status, Verdict
-from effirl.execution.worker import Worker
+from effirl.execution.worker import Worker, _effirl_root
 from effirl.tasks.builtin_loader import builtin_dir
 
 INC = "def f(x):\n    return x + 1\n"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import descendants, running
 
 from effirl.execution import judge
 from effirl.execution import worker as worker_module
@@ -171,31 +172,6 @@ time.sleep(600)
 """
 
 
-def _family(pid: int) -> list[int]:
-    """Every process below ``pid``, through the children of each of its threads."""
-    out, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        kids: list[int] = []
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as fh:
-                    kids += [int(k) for k in fh.read().split()]
-        except OSError:
-            pass
-        out += kids
-        stack += kids
-    return out
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_killed_owner_takes_its_fork_server_and_children_with_it(tmp_path: Path) -> None:
     """SIGKILL to the process that owns a worker, while its child spins (with 600 s of CPU allowed): the
     server, its namespace's init and the child are gone within seconds (the server's lifeline)."""
@@ -206,7 +182,7 @@ def test_a_killed_owner_takes_its_fork_server_and_children_with_it(tmp_path: Pat
         family: list[int] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(family) < 2:
-            family = _family(server)  # the namespace's init (if any) and the spinning child
+            family = descendants(server)  # the namespace's init (if any) and the spinning child
             time.sleep(0.05)
         assert family, "the child never started"
         owner.send_signal(signal.SIGKILL)
@@ -214,7 +190,7 @@ def test_a_killed_owner_takes_its_fork_server_and_children_with_it(tmp_path: Pat
         deadline = time.monotonic() + 10
         left: list[Any] = [server, *family]
         while time.monotonic() < deadline and left:
-            left = [p for p in left if _running(p)]
+            left = [p for p in left if running(p)]
             time.sleep(0.05)
         assert left == []
     finally:

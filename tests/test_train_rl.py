@@ -57,23 +57,12 @@ SMALL: dict[str, Any] = {"tasks": ["lis_length", "pair_sum_count"], "batch_size"
                          "learning_rate": 1e-3, "save_steps": 1, "max_steps": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from effirl.models import init_model
-
-    out = tmp_path_factory.mktemp("tiny")
-    init_model(out, "tiny", seed=0)
-    return out
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -30,23 +30,12 @@ A, B, C = "builtin/pair_sum_count", "builtin/fib_mod", "builtin/lis_length"
 TINY = {"batch_size": 2, "per_device_batch_size": 1, "learning_rate": 1e-3, "save_steps": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> None:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from effirl.models import init_model
-
-    out = tmp_path_factory.mktemp("tiny")
-    init_model(out, "tiny", seed=0)
-    return out
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
